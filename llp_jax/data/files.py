@@ -1,0 +1,179 @@
+"""The researcher's own bagged data, read from CSV or parquet tables.
+
+Tables (paths absolute or relative to the data directory; the format follows the extension,
+.csv or .parquet / .pq):
+  train_path      feature columns plus a bag-id column (integer); no instance labels needed
+  bags_path       bag id -> positive count (count_column) or proportion (proportion_column)
+  val_path        optional, like train_path, with its own bag table val_bags_path; without it a seeded
+                  `val_fraction` of the training bags (whole bags) is held out as validation
+  test_path       feature columns plus an instance label column (0/1)
+Numeric feature columns are standardised and categorical ones one-hot encoded exactly as for adult
+(llp_jax.data.tabular), fitted on the training split only.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from llp_jax.data.bags import given_bags
+from llp_jax.data.dataset import Dataset, Split, holdout_split
+from llp_jax.data.paths import user_file
+from llp_jax.data.tabular import TabularEncoder, categorical_arrays
+
+NAME = "files"
+
+
+def _read_table(path: Path) -> pd.DataFrame:
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        return pd.read_csv(path)
+    if suffix in (".parquet", ".pq"):
+        return pd.read_parquet(path)
+    raise ValueError(f"{path}: unknown table format {suffix!r}; use a .csv or .parquet file")
+
+
+def _require_columns(frame: pd.DataFrame, columns: Sequence[str], path: Path) -> None:
+    missing = [name for name in columns if name not in frame.columns]
+    if missing:
+        raise ValueError(f"{path}: no column(s) {missing}; its columns are {list(frame.columns)}")
+
+
+def _bag_ids(frame: pd.DataFrame, column: str, path: Path) -> np.ndarray:
+    """int64[n]: the bag-id column, which must hold integers."""
+    _require_columns(frame, [column], path)
+    if not pd.api.types.is_integer_dtype(frame[column]):
+        raise ValueError(
+            f"{path}: bag-id column {column!r} must hold integers without missing values, found dtype "
+            f"{frame[column].dtype}; map the ids to integers first"
+        )
+    return frame[column].to_numpy(dtype=np.int64)
+
+
+def _read_counts(
+    path: Path, bag_ids: np.ndarray, id_column: str, count_column: str, proportion_column: str | None
+) -> dict[int, float]:
+    """bag id -> positive count, for every bag of `bag_ids` (int64[n]); validated against the bag sizes."""
+    table = _read_table(path)
+    value_column = proportion_column or count_column
+    _require_columns(table, [value_column], path)
+    ids = _bag_ids(table, id_column, path)
+    duplicated = pd.unique(ids[pd.Series(ids).duplicated().to_numpy()])
+    if len(duplicated):
+        raise ValueError(
+            f"{path}: bag id(s) {duplicated[:5].tolist()} appear more than once; keep one row per bag"
+        )
+    values = table[value_column].to_numpy(dtype=np.float64)
+    if proportion_column is not None:
+        bad = np.flatnonzero(~((values >= 0) & (values <= 1)))
+        if len(bad):
+            raise ValueError(
+                f"{path}: {len(bad)} proportion(s) in column {proportion_column!r} lie outside [0, 1], "
+                f"e.g. bag {ids[bad[0]]}: {values[bad[0]]}"
+            )
+        present, sizes = np.unique(bag_ids, return_counts=True)
+        size_of = dict(zip(present.tolist(), sizes.tolist(), strict=True))
+        values = values * np.array([size_of.get(int(i), 0) for i in ids])
+    counts = dict(zip((int(i) for i in ids), values.tolist(), strict=True))
+    try:
+        given_bags(bag_ids, counts)
+    except ValueError as error:
+        raise ValueError(f"{path} does not fit its data table: {error}") from error
+    return {bag: counts[bag] for bag in np.unique(bag_ids).tolist()}
+
+
+def _required(**paths: str | os.PathLike | None) -> None:
+    missing = [name for name, value in paths.items() if value is None]
+    if missing:
+        raise ValueError(f"the files dataset needs {missing}: paths to your tables (see llp_jax.data.files)")
+
+
+def load(
+    data_dir: str | os.PathLike | None = None,
+    seed: int = 0,
+    train_path: str | os.PathLike | None = None,
+    bags_path: str | os.PathLike | None = None,
+    test_path: str | os.PathLike | None = None,
+    val_path: str | os.PathLike | None = None,
+    val_bags_path: str | os.PathLike | None = None,
+    bag_id_column: str = "bag_id",
+    count_column: str = "count",
+    proportion_column: str | None = None,
+    label_column: str = "label",
+    feature_columns: Sequence[str] | None = None,
+    categorical_columns: Sequence[str] = (),
+    val_fraction: float = 0.1,
+) -> Dataset:
+    """Train / val splits with bag_ids and y=None, a labelled test split; x: float32[n, d].
+
+    The bag tables give a count per bag (count_column), or a proportion (proportion_column, when set)
+    turned into a count with the bag size from the data table. Rows of a bag table whose id is not in
+    the data are ignored. feature_columns default to every column but the bag-id and label columns.
+    Returns Dataset.given_counts = {"train": {bag id: count}, "val": {bag id: count}}.
+    """
+    _required(train_path=train_path, bags_path=bags_path, test_path=test_path)
+    if (val_path is None) != (val_bags_path is None):
+        raise ValueError(
+            "give both val_path and val_bags_path, or neither (then validation bags are held out)"
+        )
+    train_file = user_file(data_dir, train_path, "train_path")
+    train = _read_table(train_file)
+    if feature_columns is None:
+        feature_columns = [name for name in train.columns if name not in (bag_id_column, label_column)]
+    feature_columns = list(feature_columns)
+    unknown = sorted(set(categorical_columns) - set(feature_columns))
+    if unknown:
+        raise ValueError(f"categorical_columns {unknown} are not among the feature columns {feature_columns}")
+    _require_columns(train, feature_columns, train_file)
+    train_ids = _bag_ids(train, bag_id_column, train_file)
+    counts = _read_counts(
+        user_file(data_dir, bags_path, "bags_path"), train_ids, bag_id_column, count_column, proportion_column
+    )
+
+    if val_path is None:
+        bags = np.unique(train_ids)
+        train_bags, val_bags = holdout_split(len(bags), val_fraction, seed)
+        is_val = np.isin(train_ids, bags[val_bags])
+        train, val, val_ids = train[~is_val], train[is_val], train_ids[is_val]
+        train_ids = train_ids[~is_val]
+        val_counts = {bag: counts.pop(bag) for bag in bags[val_bags].tolist()}
+    else:
+        val_file = user_file(data_dir, val_path, "val_path")
+        val = _read_table(val_file)
+        _require_columns(val, feature_columns, val_file)
+        val_ids = _bag_ids(val, bag_id_column, val_file)
+        val_counts = _read_counts(
+            user_file(data_dir, val_bags_path, "val_bags_path"),
+            val_ids,
+            bag_id_column,
+            count_column,
+            proportion_column,
+        )
+
+    test_file = user_file(data_dir, test_path, "test_path")
+    test = _read_table(test_file)
+    _require_columns(test, [*feature_columns, label_column], test_file)
+    labels = test[label_column].to_numpy()
+    if not np.isin(labels, (0, 1)).all():
+        raise ValueError(
+            f"{test_file}: label column {label_column!r} must hold 0 or 1, found {np.unique(labels)[:10]}"
+        )
+
+    categorical = list(categorical_columns)
+    numeric = [name for name in feature_columns if name not in categorical]
+    encoder = TabularEncoder.fit(train, numeric, categorical)
+
+    def split(frame: pd.DataFrame, y: np.ndarray | None, bag_ids: np.ndarray | None) -> Split:
+        return Split(encoder.transform(frame), y, categorical_arrays(frame, categorical), bag_ids)
+
+    return Dataset(
+        name=NAME,
+        train=split(train, None, train_ids),
+        val=split(val, None, val_ids),
+        test=split(test, labels.astype(np.int32), None),
+        given_counts={"train": counts, "val": val_counts},
+    )

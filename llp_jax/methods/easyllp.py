@@ -1,0 +1,20 @@
+"""EasyLLP (Busa-Fekete et al., NeurIPS 2023): instance loss against debiased bag-level soft labels."""
+
+from __future__ import annotations
+
+from functools import partial
+
+from llp_jax.methods.common import fit_with_loss
+from llp_jax.train.losses import easyllp_loss
+
+
+def loss(logits, embedding, batch, prior: float):
+    return easyllp_loss(logits, batch.mask, batch.proportions, batch.sizes, prior)
+
+
+def fit(data, train_bags, val_bags, model_config, train_config, method_config, seed, log):
+    """Train with the EasyLLP loss; the prior p is the positive rate over all training bags."""
+    prior = float(train_bags.counts.sum() / train_bags.sizes.sum())
+    return fit_with_loss(
+        data, train_bags, val_bags, model_config, train_config, seed, log, partial(loss, prior=prior)
+    )

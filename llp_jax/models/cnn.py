@@ -1,0 +1,49 @@
+"""Small convolutional encoder for 28x28 grey images, with the MLP's interface."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+
+class CNN(nnx.Module):
+    """Two or more conv-ReLU-maxpool stages, one dense embedding layer, a scalar logit head.
+
+    x: float32[n, height, width, channels]
+    returns (logits float32[n], embedding float32[n, embedding_width])
+    """
+
+    def __init__(
+        self,
+        feature_shape: Sequence[int],
+        channels: Sequence[int] = (32, 64),
+        embedding_width: int = 128,
+        *,
+        rngs: nnx.Rngs,
+    ):
+        if len(feature_shape) != 3:
+            raise ValueError(
+                f"model=cnn needs image features of shape (height, width, channels), got {tuple(feature_shape)}; "
+                "use model=mlp for tabular data"
+            )
+        height, width, in_channels = feature_shape
+        sizes = [in_channels, *channels]
+        self.convs = nnx.List(
+            [nnx.Conv(a, b, kernel_size=(3, 3), rngs=rngs) for a, b in zip(sizes[:-1], sizes[1:], strict=True)]
+        )
+        for _ in channels:
+            height, width = height // 2, width // 2
+        if height < 1 or width < 1:
+            raise ValueError(f"{len(channels)} pooling stages shrink a {tuple(feature_shape)} image to nothing")
+        self.dense = nnx.Linear(height * width * sizes[-1], embedding_width, rngs=rngs)
+        self.head = nnx.Linear(embedding_width, 1, rngs=rngs)
+
+    def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+        h = x
+        for conv in self.convs:
+            h = nnx.max_pool(jax.nn.relu(conv(h)), window_shape=(2, 2), strides=(2, 2))
+        embedding = jax.nn.relu(self.dense(jnp.reshape(h, (h.shape[0], -1))))
+        return self.head(embedding)[:, 0], embedding

@@ -1,0 +1,1 @@
+"""Training: losses over bags, the shared loop, instance-level metrics."""

@@ -1,0 +1,55 @@
+"""Losses over batches of whole bags.
+
+Every loss takes logits laid out like the bags: float32[n_bags, max_size], with mask bool[n_bags, max_size]
+marking the real members; padding slots never contribute.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+PROBABILITY_EPS = 1e-7
+
+
+def instance_bce(logits: jax.Array, targets: jax.Array, mask: jax.Array) -> jax.Array:
+    """Mean binary cross-entropy of the members against instance targets in [0, 1] (hard or soft).
+
+    logits, targets: float32[n_bags, max_size]; mask: bool[n_bags, max_size]. Returns a scalar.
+    """
+    per_instance = targets * jax.nn.softplus(-logits) + (1.0 - targets) * jax.nn.softplus(logits)
+    return jnp.sum(jnp.where(mask, per_instance, 0.0)) / jnp.maximum(jnp.sum(mask), 1)
+
+
+def bag_mean_probability(logits: jax.Array, mask: jax.Array) -> jax.Array:
+    """float32[n_bags]: the mean predicted probability of each bag's members."""
+    probabilities = jnp.where(mask, jax.nn.sigmoid(logits), 0.0)
+    return jnp.sum(probabilities, axis=1) / jnp.maximum(jnp.sum(mask, axis=1), 1)
+
+
+def bag_proportion_bce(logits: jax.Array, mask: jax.Array, proportions: jax.Array) -> jax.Array:
+    """DLLP loss (Ardehaly & Culotta 2017): mean over bags of BCE(proportion_b, mean_{i in b} sigmoid(logit_i)).
+
+    Also the validation criterion for model selection on validation bags.
+    proportions: float32[n_bags] in [0, 1]. Returns a scalar.
+    """
+    predicted = jnp.clip(bag_mean_probability(logits, mask), PROBABILITY_EPS, 1.0 - PROBABILITY_EPS)
+    per_bag = -(proportions * jnp.log(predicted) + (1.0 - proportions) * jnp.log1p(-predicted))
+    return jnp.mean(per_bag)
+
+
+def easyllp_targets(proportions: jax.Array, sizes: jax.Array, prior: float) -> jax.Array:
+    """EasyLLP debiased soft labels (Busa-Fekete et al., NeurIPS 2023): k (alpha_b - p) + p per bag.
+
+    proportions: float32[n_bags]; sizes: int32[n_bags] (k, the bag size); prior: p, the overall positive
+    rate of the training bags. Returns float32[n_bags]; values may lie outside [0, 1] by design.
+    """
+    return sizes * (proportions - prior) + prior
+
+
+def easyllp_loss(
+    logits: jax.Array, mask: jax.Array, proportions: jax.Array, sizes: jax.Array, prior: float
+) -> jax.Array:
+    """EasyLLP instance loss: BCE of every member against its bag's debiased soft label. Returns a scalar."""
+    targets = easyllp_targets(proportions, sizes, prior)[:, None]
+    return instance_bce(logits, jnp.broadcast_to(targets, logits.shape), mask)

@@ -1,0 +1,59 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import FAST
+from hydra.errors import ConfigCompositionException
+from omegaconf.errors import ConfigKeyError
+
+from llp_jax.experiment import run_experiment
+
+REQUIRED_KEYS = {
+    "method", "dataset", "bag_size", "seed", "test_auc", "test_accuracy", "test_log_loss", "n_train", "n_bags",
+    "wall_time_s",
+}
+
+
+@pytest.mark.parametrize("method", ["supervised", "dllp", "easyllp"])
+def test_two_epoch_run_writes_both_metrics_files(method, compose_config, tmp_path):
+    cfg = compose_config(*FAST, f"method={method}")
+    summary = run_experiment(cfg, tmp_path)
+    final = json.loads((tmp_path / "metrics.json").read_text())
+    assert REQUIRED_KEYS <= set(final) and final == json.loads(json.dumps(summary))
+    assert final["method"] == method and final["epochs_run"] == 2 and 0.0 <= final["test_auc"] <= 1.0
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records[:-1]] == [1, 2] and records[-1]["event"] == "final"
+    assert (tmp_path / "config_resolved.yaml").exists()
+
+
+def test_same_seed_gives_identical_metrics(compose_config, tmp_path):
+    runs = [run_experiment(compose_config(*FAST, "seed=7"), tmp_path / str(i)) for i in range(2)]
+    for summary in runs:
+        summary.pop("wall_time_s")
+    assert runs[0] == runs[1]
+    other = run_experiment(compose_config(*FAST, "seed=8"), tmp_path / "other")
+    assert other["test_log_loss"] != runs[0]["test_log_loss"]
+
+
+def test_mistyped_setting_fails_loudly(compose_config):
+    with pytest.raises((ConfigCompositionException, ConfigKeyError)):
+        compose_config("train.epoch=3")
+
+
+def test_instance_label_selection_is_logged_as_such(compose_config, tmp_path):
+    summary = run_experiment(compose_config(*FAST, "train.select_on=val_instances"), tmp_path)
+    assert summary["selection"] == "val_instances"
+    first_epoch = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[0])
+    assert "val_instance_auc" in first_epoch
+
+
+def test_command_line_entry_point(tmp_path):
+    root = Path(__file__).resolve().parents[1]
+    completed = subprocess.run(
+        [sys.executable, str(root / "scripts" / "train.py"), *FAST, f"hydra.run.dir={tmp_path}"],
+        capture_output=True, text=True, cwd=root, timeout=600,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert json.loads((tmp_path / "metrics.json").read_text())["dataset"] == "synthetic"
