@@ -30,7 +30,9 @@ def build_bags(data: Dataset, bagging: DictConfig, seed: int):
         min_size=bagging.min_size,
         max_size=bagging.max_size,
     )
-    train = make_bags(data.train, seed=seed + TRAIN_BAGS_STREAM, counts=data.given_counts.get("train"), **options)
+    train = make_bags(
+        data.train, seed=seed + TRAIN_BAGS_STREAM, counts=data.given_counts.get("train"), **options
+    )
     val = make_bags(data.val, seed=seed + VAL_BAGS_STREAM, counts=data.given_counts.get("val"), **options)
     return train, val
 
@@ -43,7 +45,9 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path) -> dict:
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config_resolved.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-    dataset_options = {k: v for k, v in OmegaConf.to_container(cfg.dataset).items() if k not in ("name", "data_dir")}
+    dataset_options = {
+        k: v for k, v in OmegaConf.to_container(cfg.dataset).items() if k not in ("name", "data_dir")
+    }
     data = load_dataset(cfg.dataset.name, data_dir=cfg.dataset.data_dir, seed=cfg.seed, **dataset_options)
     train_bags, val_bags = build_bags(data, cfg.bagging, cfg.seed)
     wandb_settings = None

@@ -21,7 +21,9 @@ def collect(folders: list[Path], metric: str) -> dict[tuple[str, str], dict[int,
     table: dict[tuple[str, str], dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
     paths = [path for folder in folders for path in sorted(folder.rglob("metrics.json"))]
     if not paths:
-        raise SystemExit(f"no metrics.json under {', '.join(map(str, folders))}; give the folder of a run or sweep")
+        raise SystemExit(
+            f"no metrics.json under {', '.join(map(str, folders))}; give the folder of a run or sweep"
+        )
     for path in paths:
         run = json.loads(path.read_text())
         table[(run["dataset"], run["method"])][int(run["bag_size"])].append(run[metric])
@@ -72,7 +74,9 @@ def plot(table, metric: str, path: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("folders", nargs="+", type=Path)
     parser.add_argument("--metric", default="test_auc")
     parser.add_argument("--out", type=Path, help="write <out>.md, <out>.json and <out>.png")

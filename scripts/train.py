@@ -24,8 +24,15 @@ def main(cfg: DictConfig) -> float:
     summary = run_experiment(cfg, run_dir)
     log.info(
         "%s on %s, bag size %s, seed %s: test AUC %.4f, accuracy %.4f, log loss %.4f (%.1f s) -> %s",
-        summary["method"], summary["dataset"], summary["bag_size"], summary["seed"], summary["test_auc"],
-        summary["test_accuracy"], summary["test_log_loss"], summary["wall_time_s"], run_dir,
+        summary["method"],
+        summary["dataset"],
+        summary["bag_size"],
+        summary["seed"],
+        summary["test_auc"],
+        summary["test_accuracy"],
+        summary["test_log_loss"],
+        summary["wall_time_s"],
+        run_dir,
     )
     print(json.dumps(summary))
     return summary["test_auc"]

@@ -11,7 +11,15 @@ from omegaconf.errors import ConfigKeyError
 from llp_jax.experiment import run_experiment
 
 REQUIRED_KEYS = {
-    "method", "dataset", "bag_size", "seed", "test_auc", "test_accuracy", "test_log_loss", "n_train", "n_bags",
+    "method",
+    "dataset",
+    "bag_size",
+    "seed",
+    "test_auc",
+    "test_accuracy",
+    "test_log_loss",
+    "n_train",
+    "n_bags",
     "wall_time_s",
 }
 
@@ -53,7 +61,10 @@ def test_command_line_entry_point(tmp_path):
     root = Path(__file__).resolve().parents[1]
     completed = subprocess.run(
         [sys.executable, str(root / "scripts" / "train.py"), *FAST, f"hydra.run.dir={tmp_path}"],
-        capture_output=True, text=True, cwd=root, timeout=600,
+        capture_output=True,
+        text=True,
+        cwd=root,
+        timeout=600,
     )
     assert completed.returncode == 0, completed.stderr
     assert json.loads((tmp_path / "metrics.json").read_text())["dataset"] == "synthetic"

@@ -40,7 +40,10 @@ def test_easyllp_targets_and_loss_match_hand_computation():
         return -(label * math.log(p) + (1 - label) * math.log(1 - p))
 
     expected = (
-        2 * member_loss(1.25, 0.5) + 2 * member_loss(1.25, 0.75) + member_loss(-0.25, 0.5) + member_loss(-0.25, 0.75)
+        2 * member_loss(1.25, 0.5)
+        + 2 * member_loss(1.25, 0.75)
+        + member_loss(-0.25, 0.5)
+        + member_loss(-0.25, 0.75)
     ) / 6
     assert float(easyllp_loss(logits, mask, proportions, sizes, 0.25)) == pytest.approx(expected, rel=1e-6)
 

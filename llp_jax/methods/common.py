@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from llp_jax.config import TrainConfig
@@ -12,6 +13,12 @@ from llp_jax.data.bags import Bags
 from llp_jax.data.dataset import Dataset
 from llp_jax.models import make_encoder
 from llp_jax.train.loop import BagLoss, TrainResult, train_encoder
+
+
+def prior_log_odds(bags: Bags) -> float:
+    """log(p / (1 - p)) of p, the positive rate over all bags, clipped away from 0 and 1."""
+    rate = float(np.clip(bags.counts.sum() / bags.sizes.sum(), 1e-4, 1 - 1e-4))
+    return float(np.log(rate / (1 - rate)))
 
 
 def fit_with_loss(
@@ -25,10 +32,21 @@ def fit_with_loss(
     loss: BagLoss,
     instance_targets: np.ndarray | None = None,
 ) -> TrainResult:
-    """A fresh encoder (initialised from `seed`) trained on the training bags with `loss`."""
+    """A fresh encoder (initialised from `seed`, its output bias at the prior log-odds, so that training
+    does not begin by pushing every prediction towards the overall rate) trained with `loss`."""
     model = make_encoder(model_config, data.feature_shape, seed)
+    model.head.bias.value = jnp.full_like(model.head.bias.value, prior_log_odds(train_bags))
     key = jax.random.fold_in(jax.random.key(seed), 1)
     return train_encoder(
-        model, loss, data.train.x, train_bags, instance_targets, data.val.x, val_bags, train_config, key, log,
+        model,
+        loss,
+        data.train.x,
+        train_bags,
+        instance_targets,
+        data.val.x,
+        val_bags,
+        train_config,
+        key,
+        log,
         y_val=data.val.y,
     )

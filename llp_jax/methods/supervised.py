@@ -18,5 +18,13 @@ def fit(data, train_bags, val_bags, model_config, train_config, method_config, s
             "choose an LLP method (dllp, easyllp)"
         )
     return fit_with_loss(
-        data, train_bags, val_bags, model_config, train_config, seed, log, loss, data.train.y.astype("float32")
+        data,
+        train_bags,
+        val_bags,
+        model_config,
+        train_config,
+        seed,
+        log,
+        loss,
+        data.train.y.astype("float32"),
     )

@@ -26,18 +26,23 @@ class CNN(nnx.Module):
     ):
         if len(feature_shape) != 3:
             raise ValueError(
-                f"model=cnn needs image features of shape (height, width, channels), got {tuple(feature_shape)}; "
-                "use model=mlp for tabular data"
+                "model=cnn needs image features of shape (height, width, channels), "
+                f"got {tuple(feature_shape)}; use model=mlp for tabular data"
             )
         height, width, in_channels = feature_shape
         sizes = [in_channels, *channels]
         self.convs = nnx.List(
-            [nnx.Conv(a, b, kernel_size=(3, 3), rngs=rngs) for a, b in zip(sizes[:-1], sizes[1:], strict=True)]
+            [
+                nnx.Conv(a, b, kernel_size=(3, 3), rngs=rngs)
+                for a, b in zip(sizes[:-1], sizes[1:], strict=True)
+            ]
         )
         for _ in channels:
             height, width = height // 2, width // 2
         if height < 1 or width < 1:
-            raise ValueError(f"{len(channels)} pooling stages shrink a {tuple(feature_shape)} image to nothing")
+            raise ValueError(
+                f"{len(channels)} pooling stages shrink a {tuple(feature_shape)} image to nothing"
+            )
         self.dense = nnx.Linear(height * width * sizes[-1], embedding_width, rngs=rngs)
         self.head = nnx.Linear(embedding_width, 1, rngs=rngs)
 

@@ -16,9 +16,7 @@ class MLP(nnx.Module):
     returns (logits float32[n], embedding float32[n, widths[embedding_layer]])
     """
 
-    def __init__(
-        self, in_features: int, widths: Sequence[int], embedding_layer: int = -1, *, rngs: nnx.Rngs
-    ):
+    def __init__(self, in_features: int, widths: Sequence[int], embedding_layer: int = -1, *, rngs: nnx.Rngs):
         if not widths:
             raise ValueError("model.widths is empty; give at least one hidden width, e.g. [256, 128, 64]")
         if not -len(widths) <= embedding_layer < len(widths):

@@ -4,8 +4,8 @@ selection on the validation bags (or, by explicit option, on validation instance
 from __future__ import annotations
 
 import time
-from functools import partial
 from collections.abc import Callable
+from functools import partial
 from typing import NamedTuple
 
 import jax
@@ -162,7 +162,12 @@ def train_encoder(
                 f"(now {settings.learning_rate})"
             )
         scores = _selection_score(nnx.merge(graphdef, params), x_val, val_bags, y_val, settings)
-        record = {"epoch": epoch, "train_loss": train_loss, **scores, "epoch_time_s": time.perf_counter() - start}
+        record = {
+            "epoch": epoch,
+            "train_loss": train_loss,
+            **scores,
+            "epoch_time_s": time.perf_counter() - start,
+        }
         history.append(record)
         log(record)
         bar.set_postfix(train=f"{train_loss:.4f}", val=f"{scores['selection_loss']:.4f}")
@@ -178,7 +183,9 @@ def _check_settings(settings: TrainConfig, y_val: np.ndarray | None) -> None:
     if settings.select_on not in SELECTION_CRITERIA:
         raise ValueError(f"train.select_on={settings.select_on!r}; choose one of {SELECTION_CRITERIA}")
     if settings.select_on == "val_instances" and y_val is None:
-        raise ValueError("train.select_on='val_instances' needs validation instance labels, and this dataset has none")
+        raise ValueError(
+            "train.select_on='val_instances' needs validation instance labels, and this dataset has none"
+        )
     for name in ("epochs", "batch_size", "eval_batch_size"):
         if getattr(settings, name) < 1:
             raise ValueError(f"train.{name}={getattr(settings, name)} must be at least 1")

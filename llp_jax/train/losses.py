@@ -28,7 +28,7 @@ def bag_mean_probability(logits: jax.Array, mask: jax.Array) -> jax.Array:
 
 
 def bag_proportion_bce(logits: jax.Array, mask: jax.Array, proportions: jax.Array) -> jax.Array:
-    """DLLP loss (Ardehaly & Culotta 2017): mean over bags of BCE(proportion_b, mean_{i in b} sigmoid(logit_i)).
+    """DLLP loss (Ardehaly & Culotta 2017): mean over bags of BCE(alpha_b, mean_{i in b} sigmoid(logit_i)).
 
     Also the validation criterion for model selection on validation bags.
     proportions: float32[n_bags] in [0, 1]. Returns a scalar.
