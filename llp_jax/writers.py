@@ -28,7 +28,9 @@ class MetricsWriter:
     writes the final summary to run_dir/metrics.json. With wandb=True also logs to Weights & Biases
     (imported only then; mode 'offline' by default)."""
 
-    def __init__(self, run_dir: str | Path, wandb_settings: dict | None = None, run_config: dict | None = None):
+    def __init__(
+        self, run_dir: str | Path, wandb_settings: dict | None = None, run_config: dict | None = None
+    ):
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._jsonl = open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8")
