@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from llp_jax.config import TrainConfig
 from llp_jax.data import load_dataset, make_bags
 from llp_jax.data.dataset import Dataset
 from llp_jax.methods import METHODS
@@ -54,11 +53,8 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path) -> dict:
     if cfg.logger.wandb:
         wandb_settings = {"project": cfg.logger.project, "entity": cfg.logger.entity, "mode": cfg.logger.mode}
     writer = MetricsWriter(run_dir, wandb_settings, OmegaConf.to_container(cfg, resolve=True))
-    train_config = TrainConfig(**OmegaConf.to_container(cfg.train))
-    result = METHODS[cfg.method.name](
-        data, train_bags, val_bags, cfg.model, train_config, cfg.method, cfg.seed, writer.log
-    )
-    test_logits, _ = predict(result.model, data.test.x, train_config.eval_batch_size)
+    result = METHODS[cfg.method.name](data, train_bags, val_bags, cfg, cfg.seed, writer.log)
+    test_logits, _ = predict(result.model, data.test.x, cfg.train.eval_batch_size)
     summary = {
         "method": cfg.method.name,
         "dataset": cfg.dataset.name,

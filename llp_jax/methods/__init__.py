@@ -1,7 +1,9 @@
 """Methods, one module each, all with the same signature:
 
-fit(data: Dataset, train_bags: Bags, val_bags: Bags, model_config, train_config, method_config,
-    seed: int, log: Callable[[dict], None]) -> TrainResult
+    fit(data: Dataset, train_bags: Bags, val_bags: Bags, cfg: DictConfig, seed: int,
+        log: Callable[[dict], None]) -> TrainResult
+
+where cfg is the whole run config (llp_jax.config.Config): each method reads the groups it needs.
 """
 
 from llp_jax.methods import dllp, easyllp, supervised

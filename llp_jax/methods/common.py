@@ -7,6 +7,8 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import nnx
+from omegaconf import DictConfig, OmegaConf
 
 from llp_jax.config import TrainConfig
 from llp_jax.data.bags import Bags
@@ -21,21 +23,28 @@ def prior_log_odds(bags: Bags) -> float:
     return float(np.log(rate / (1 - rate)))
 
 
+def train_config(cfg: DictConfig) -> TrainConfig:
+    """The run config's `train` group as the loop's settings."""
+    return TrainConfig(**OmegaConf.to_container(cfg.train, resolve=True))
+
+
 def fit_with_loss(
     data: Dataset,
     train_bags: Bags,
     val_bags: Bags,
-    model_config,
-    train_config: TrainConfig,
+    cfg: DictConfig,
     seed: int,
     log: Callable[[dict], None],
     loss: BagLoss,
     instance_targets: np.ndarray | None = None,
+    model: nnx.Module | None = None,
 ) -> TrainResult:
-    """A fresh encoder (initialised from `seed`, its output bias at the prior log-odds, so that training
-    does not begin by pushing every prediction towards the overall rate) trained with `loss`."""
-    model = make_encoder(model_config, data.feature_shape, seed)
-    model.head.bias.value = jnp.full_like(model.head.bias.value, prior_log_odds(train_bags))
+    """Train `model` (default: a fresh cfg.model encoder initialised from `seed`, its output bias at the prior
+    log-odds, so that training does not begin by pushing every prediction towards the overall rate)
+    with `loss` on the training bags, selecting on the validation bags."""
+    if model is None:
+        model = make_encoder(cfg.model, data.feature_shape, seed)
+        model.head.bias.value = jnp.full_like(model.head.bias.value, prior_log_odds(train_bags))
     key = jax.random.fold_in(jax.random.key(seed), 1)
     return train_encoder(
         model,
@@ -45,7 +54,7 @@ def fit_with_loss(
         instance_targets,
         data.val.x,
         val_bags,
-        train_config,
+        train_config(cfg),
         key,
         log,
         y_val=data.val.y,

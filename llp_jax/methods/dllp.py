@@ -6,10 +6,10 @@ from llp_jax.methods.common import fit_with_loss
 from llp_jax.train.losses import bag_proportion_bce
 
 
-def loss(logits, embedding, batch):
+def loss(model, logits, embedding, batch):
     return bag_proportion_bce(logits, batch.mask, batch.proportions)
 
 
-def fit(data, train_bags, val_bags, model_config, train_config, method_config, seed, log):
+def fit(data, train_bags, val_bags, cfg, seed, log):
     """Train on the training bags' proportions only."""
-    return fit_with_loss(data, train_bags, val_bags, model_config, train_config, seed, log, loss)
+    return fit_with_loss(data, train_bags, val_bags, cfg, seed, log, loss)

@@ -8,13 +8,11 @@ from llp_jax.methods.common import fit_with_loss
 from llp_jax.train.losses import easyllp_loss
 
 
-def loss(logits, embedding, batch, prior: float):
+def loss(model, logits, embedding, batch, prior: float):
     return easyllp_loss(logits, batch.mask, batch.proportions, batch.sizes, prior)
 
 
-def fit(data, train_bags, val_bags, model_config, train_config, method_config, seed, log):
+def fit(data, train_bags, val_bags, cfg, seed, log):
     """Train with the EasyLLP loss; the prior p is the positive rate over all training bags."""
     prior = float(train_bags.counts.sum() / train_bags.sizes.sum())
-    return fit_with_loss(
-        data, train_bags, val_bags, model_config, train_config, seed, log, partial(loss, prior=prior)
-    )
+    return fit_with_loss(data, train_bags, val_bags, cfg, seed, log, partial(loss, prior=prior))

@@ -6,11 +6,11 @@ from llp_jax.methods.common import fit_with_loss
 from llp_jax.train.losses import instance_bce
 
 
-def loss(logits, embedding, batch):
+def loss(model, logits, embedding, batch):
     return instance_bce(logits, batch.targets, batch.mask)
 
 
-def fit(data, train_bags, val_bags, model_config, train_config, method_config, seed, log):
+def fit(data, train_bags, val_bags, cfg, seed, log):
     """Train on true instance labels, in the same bag batches as the LLP methods."""
     if data.train.y is None:
         raise ValueError(
@@ -21,8 +21,7 @@ def fit(data, train_bags, val_bags, model_config, train_config, method_config, s
         data,
         train_bags,
         val_bags,
-        model_config,
-        train_config,
+        cfg,
         seed,
         log,
         loss,

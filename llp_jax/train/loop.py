@@ -34,8 +34,9 @@ class BagBatch(NamedTuple):
     targets: jax.Array
 
 
-# loss(logits float32[b, m], embedding float32[b, m, e], batch) -> scalar
-BagLoss = Callable[[jax.Array, jax.Array, BagBatch], jax.Array]
+# loss(model, logits float32[b, m], embedding float32[b, m, e], batch) -> scalar; the model is passed for
+# losses with parameters of their own beyond the encoder's outputs (a bag-level head).
+BagLoss = Callable[[nnx.Module, jax.Array, jax.Array, BagBatch], jax.Array]
 
 
 SELECTION_CRITERIA = ("val_bags", "val_instances")
@@ -85,10 +86,10 @@ def _make_epoch(graphdef, tx: optax.GradientTransformation, loss: BagLoss, per_b
             inputs = x[members[bag_index].reshape(-1)]
 
             def loss_of(p):
-                logits, embedding = nnx.merge(graphdef, p)(inputs)
-                return loss(
-                    logits.reshape(per_batch, max_size), embedding.reshape(per_batch, max_size, -1), batch
-                )
+                model = nnx.merge(graphdef, p)
+                logits, embedding = model(inputs)
+                embedding = embedding.reshape(per_batch, max_size, -1)
+                return loss(model, logits.reshape(per_batch, max_size), embedding, batch)
 
             value, grads = jax.value_and_grad(loss_of)(params)
             updates, opt_state = tx.update(grads, opt_state, params)
