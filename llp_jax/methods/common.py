@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 from omegaconf import DictConfig, OmegaConf
@@ -44,7 +43,7 @@ def fit_with_loss(
     with `loss` on the training bags, selecting on the validation bags."""
     if model is None:
         model = make_encoder(cfg.model, data.feature_shape, seed)
-        model.head.bias.value = jnp.full_like(model.head.bias.value, prior_log_odds(train_bags))
+        model.head.bias[...] = prior_log_odds(train_bags)
     key = jax.random.fold_in(jax.random.key(seed), 1)
     return train_encoder(
         model,
