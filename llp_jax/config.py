@@ -116,6 +116,57 @@ class MethodConfig:
 
 
 @dataclass
+class LLPBPMethodConfig(MethodConfig):
+    """LLP-BP: its settings live in the groups graph, bp and schedule."""
+
+    name: str = "llp_bp"
+
+
+@dataclass
+class GraphConfig:
+    """The kNN similarity graph (llp_jax.graph.build_graph): neighbours by `metric`, weights by `kernel`
+    of the `weight_distance` (None: the metric's distance); lengthscale a number or "median"."""
+
+    k: int = 5
+    metric: str = "cosine"
+    kernel: str = "matern12"
+    lengthscale: Any = 1.0
+    weight_distance: str | None = None
+    prune_distance: float | None = None
+    max_block_bytes: int = 256 * 2**20
+
+
+@dataclass
+class BPConfig:
+    """Loopy BP (llp_jax.bp.BPSettings): bag_factor count | gaussian | clique."""
+
+    lambda_s: float = 10.0
+    lambda_b: float = 10.0
+    bag_factor: str = "count"
+    hard_counts: bool = False
+    max_iters: int = 100
+    damping: float = 0.5
+    tol: float = 1e-4
+    early_stop: bool = True
+    temperature: float = 1.0
+
+
+@dataclass
+class ScheduleConfig:
+    """LLP-BP rounds. rounds: R; threshold: tau for hard pseudo-labels; soft_labels: train on the marginals;
+    lambda_agg: weight of the aggregate-embedding bag loss (0 = off); warm_start: none | dllp | easyllp,
+    a round 0 on the bags alone; prior_weight: gamma, the weight of the previous encoder's logits as a BP
+    unary (0 = off). The embedding is the hidden layer model.embedding_layer."""
+
+    rounds: int = 2
+    threshold: float = 0.5
+    soft_labels: bool = False
+    lambda_agg: float = 0.0
+    warm_start: str = "none"
+    prior_weight: float = 0.0
+
+
+@dataclass
 class LoggerConfig:
     """metrics.jsonl and metrics.json are always written; wandb is optional and offline by default."""
 
@@ -134,6 +185,9 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     method: Any = MISSING
     logger: LoggerConfig = field(default_factory=LoggerConfig)
+    graph: GraphConfig = field(default_factory=GraphConfig)
+    bp: BPConfig = field(default_factory=BPConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
 
 
 SCHEMAS = {
@@ -147,8 +201,16 @@ SCHEMAS = {
     "bagging": {"default": BaggingConfig},
     "model": {"mlp": MLPConfig, "cnn": CNNConfig},
     "train": {"default": TrainConfig},
-    "method": {"supervised": MethodConfig, "dllp": MethodConfig, "easyllp": MethodConfig},
+    "method": {
+        "supervised": MethodConfig,
+        "dllp": MethodConfig,
+        "easyllp": MethodConfig,
+        "llp_bp": LLPBPMethodConfig,
+    },
     "logger": {"default": LoggerConfig},
+    "graph": {"default": GraphConfig},
+    "bp": {"default": BPConfig},
+    "schedule": {"default": ScheduleConfig},
 }
 
 

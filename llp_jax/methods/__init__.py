@@ -6,6 +6,6 @@
 where cfg is the whole run config (llp_jax.config.Config): each method reads the groups it needs.
 """
 
-from llp_jax.methods import dllp, easyllp, supervised
+from llp_jax.methods import dllp, easyllp, llp_bp, supervised
 
-METHODS = {"supervised": supervised.fit, "dllp": dllp.fit, "easyllp": easyllp.fit}
+METHODS = {"supervised": supervised.fit, "dllp": dllp.fit, "easyllp": easyllp.fit, "llp_bp": llp_bp.fit}

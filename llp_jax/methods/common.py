@@ -22,6 +22,14 @@ def prior_log_odds(bags: Bags) -> float:
     return float(np.log(rate / (1 - rate)))
 
 
+def fresh_encoder(data: Dataset, train_bags: Bags, cfg: DictConfig, seed: int) -> nnx.Module:
+    """A cfg.model encoder initialised from `seed`, its output bias at the prior log-odds, so that
+    training does not begin by pushing every prediction towards the overall rate."""
+    model = make_encoder(cfg.model, data.feature_shape, seed)
+    model.head.bias[...] = prior_log_odds(train_bags)
+    return model
+
+
 def train_config(cfg: DictConfig) -> TrainConfig:
     """The run config's `train` group as the loop's settings."""
     return TrainConfig(**OmegaConf.to_container(cfg.train, resolve=True))
@@ -38,12 +46,10 @@ def fit_with_loss(
     instance_targets: np.ndarray | None = None,
     model: nnx.Module | None = None,
 ) -> TrainResult:
-    """Train `model` (default: a fresh cfg.model encoder initialised from `seed`, its output bias at the prior
-    log-odds, so that training does not begin by pushing every prediction towards the overall rate)
-    with `loss` on the training bags, selecting on the validation bags."""
+    """Train `model` (default: `fresh_encoder`) with `loss` on the training bags, selecting on the
+    validation bags."""
     if model is None:
-        model = make_encoder(cfg.model, data.feature_shape, seed)
-        model.head.bias[...] = prior_log_odds(train_bags)
+        model = fresh_encoder(data, train_bags, cfg, seed)
     key = jax.random.fold_in(jax.random.key(seed), 1)
     return train_encoder(
         model,
