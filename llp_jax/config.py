@@ -30,6 +30,7 @@ class SyntheticConfig(DatasetConfig):
 @dataclass
 class BankMarketingConfig(DatasetConfig):
     name: str = "bank_marketing"
+    standardize: bool = True
 
 
 @dataclass

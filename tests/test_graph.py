@@ -1,0 +1,305 @@
+"""llp_jax.graph against scikit-learn's brute-force NearestNeighbors (float64) as the oracle."""
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.metrics import pairwise_distances
+from sklearn.neighbors import NearestNeighbors
+
+from llp_jax.graph import build_graph, edge_weights, graph_from_knn, knn, pair_distances, symmetrise
+
+METRICS = ["cosine", "euclidean"]
+TOL = 1e-5
+
+
+def random_points(n=203, d=7, seed=0):
+    return np.random.default_rng(seed).normal(size=(n, d)).astype(np.float32)
+
+
+def points_with_duplicates(seed=0):
+    """float32[200, 5]: 80 distinct rows, most repeated 2-3 times, shuffled, plus 3 zero rows."""
+    rng = np.random.default_rng(seed)
+    distinct = rng.normal(size=(80, 5))
+    rows = np.concatenate([distinct, distinct[:70], distinct[:47], np.zeros((3, 5))])
+    return rows[rng.permutation(len(rows))].astype(np.float32)
+
+
+def sklearn_knn(z, k, metric):
+    model = NearestNeighbors(n_neighbors=k, algorithm="brute", metric=metric).fit(z.astype(np.float64))
+    return model.kneighbors()  # (distances, indices), self excluded
+
+
+def oracle_by_index(z, k, metric):
+    """Exact float64 kNN with ties broken by index: int[n, k]."""
+    dist = pairwise_distances(z.astype(np.float64), metric=metric)
+    np.fill_diagonal(dist, np.inf)
+    return np.stack([np.lexsort((np.arange(len(z)), row))[:k] for row in dist])
+
+
+def assert_valid_neighbours(z, result, k, metric):
+    """Same distances as scikit-learn and a neighbour set that is correct up to ties."""
+    dist, _ = sklearn_knn(z, k, metric)
+    n = len(z)
+    full = pairwise_distances(z.astype(np.float64), metric=metric)
+    assert result.indices.shape == (n, k) and result.indices.dtype == np.int32
+    assert result.distances.shape == (n, k) and result.distances.dtype == np.float32
+    assert not (result.indices == np.arange(n)[:, None]).any(), "a point is its own neighbour"
+    assert all(len(set(row)) == k for row in result.indices), "repeated neighbour"
+    np.testing.assert_allclose(result.distances, dist, atol=TOL)
+    np.testing.assert_allclose(result.distances, np.take_along_axis(full, result.indices, 1), atol=TOL)
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_knn_matches_sklearn_without_ties(metric):
+    z = random_points()
+    result = knn(z, 5, metric, progress=False)
+    dist, ind = sklearn_knn(z, 5, metric)
+    np.testing.assert_array_equal(result.indices, ind)
+    np.testing.assert_allclose(result.distances, dist, atol=TOL)
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_knn_with_duplicates_matches_sklearn_up_to_ties_and_breaks_ties_by_index(metric):
+    z = points_with_duplicates()
+    result = knn(z, 6, metric, block_size=16, chunk_size=50, progress=False)
+    assert_valid_neighbours(z, result, 6, metric)
+    np.testing.assert_array_equal(result.indices, oracle_by_index(z, 6, metric))
+
+
+def test_euclidean_distances_accurate_with_large_offset():
+    """Points far from the origin, where ||q||^2 + ||x||^2 - 2 q.x on raw float32 loses all digits."""
+    z = random_points(n=150, d=4) * 0.01 + 300.0
+    result = knn(z, 4, "euclidean", progress=False)
+    dist, ind = sklearn_knn(z, 4, "euclidean")
+    np.testing.assert_array_equal(result.indices, ind)
+    np.testing.assert_allclose(result.distances, dist, atol=TOL)
+
+
+def test_cosine_zero_vectors_are_at_distance_one():
+    z = random_points(n=40, d=3)
+    z[[3, 17, 29]] = 0.0
+    result = knn(z, 3, "cosine", progress=False)
+    assert np.isfinite(result.distances).all()
+    np.testing.assert_allclose(result.distances[[3, 17, 29]], 1.0, atol=TOL)
+    assert_valid_neighbours(z, result, 3, "cosine")
+
+
+@pytest.mark.parametrize("metric", METRICS)
+@pytest.mark.parametrize(
+    ("block_size", "chunk_size", "max_block_bytes"),
+    [(7, 13, None), (64, 300, None), (1, 999, None), (None, 40, 4 * 40 * 10)],
+)
+def test_blocking_gives_the_single_block_result(metric, block_size, chunk_size, max_block_bytes):
+    z = random_points(n=301, d=6, seed=1)  # 301: a multiple of no block or chunk size above
+    single = knn(z, 5, metric, block_size=301, chunk_size=301, progress=False)
+    options = {} if max_block_bytes is None else {"max_block_bytes": max_block_bytes}
+    blocked = knn(z, 5, metric, block_size=block_size, chunk_size=chunk_size, progress=False, **options)
+    np.testing.assert_array_equal(blocked.indices, single.indices)
+    np.testing.assert_allclose(blocked.distances, single.distances, atol=1e-6)
+
+
+def test_knn_accepts_jax_arrays_and_small_n():
+    import jax.numpy as jnp
+
+    z = random_points(n=3, d=2)
+    result = knn(jnp.asarray(z), 2, "euclidean", progress=False)
+    dist, ind = sklearn_knn(z, 2, "euclidean")
+    np.testing.assert_array_equal(result.indices, ind)
+    np.testing.assert_allclose(result.distances, dist, atol=TOL)
+
+
+def test_progress_bar_shown_and_silenced(capsys):
+    z = random_points(n=50, d=2)
+    knn(z, 2, block_size=10, progress=True)
+    assert "kNN" in capsys.readouterr().err
+    knn(z, 2, block_size=10, progress=False)
+    assert capsys.readouterr().err == ""
+
+
+def sklearn_symmetric_edges(z, k, metric):
+    """Set of (i, j), i < j, of scikit-learn's kNN graph symmetrised."""
+    model = NearestNeighbors(n_neighbors=k, algorithm="brute", metric=metric).fit(z.astype(np.float64))
+    directed = model.kneighbors_graph()
+    union = (directed + directed.T).tocoo()
+    return {(i, j) for i, j in zip(union.row.tolist(), union.col.tolist(), strict=True) if i < j}
+
+
+def assert_edge_list(graph, n):
+    senders, receivers = np.asarray(graph.senders), np.asarray(graph.receivers)
+    assert senders.dtype == np.int32 and receivers.dtype == np.int32
+    assert graph.weights.dtype == np.float32 and graph.distances.dtype == np.float32
+    assert (senders < receivers).all() and senders.min() >= 0 and receivers.max() < n
+    keys = senders.astype(np.int64) * n + receivers
+    assert len(np.unique(keys)) == len(keys), "an undirected edge appears twice"
+    assert (np.diff(keys) > 0).all(), "edges not sorted by (sender, receiver)"
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_build_graph_is_sklearn_graph_symmetrised(metric):
+    z = random_points()
+    graph = build_graph(z, k=5, metric=metric, block_size=32, chunk_size=64, progress=False)
+    assert_edge_list(graph, len(z))
+    edges = set(zip(np.asarray(graph.senders).tolist(), np.asarray(graph.receivers).tolist(), strict=True))
+    assert edges == sklearn_symmetric_edges(z, 5, metric)
+    full = pairwise_distances(z.astype(np.float64), metric=metric)
+    np.testing.assert_allclose(graph.distances, full[graph.senders, graph.receivers], atol=TOL)
+    np.testing.assert_allclose(graph.weights, np.exp(-full[graph.senders, graph.receivers]), atol=TOL)
+
+
+def test_build_graph_with_duplicates_has_no_self_loops():
+    z = points_with_duplicates(seed=3)
+    graph = build_graph(z, k=4, metric="euclidean", progress=False)
+    assert_edge_list(graph, len(z))
+    full = pairwise_distances(z.astype(np.float64))
+    np.testing.assert_allclose(graph.distances, full[graph.senders, graph.receivers], atol=TOL)
+    assert (np.asarray(graph.distances) == 0).any(), "duplicate points should be joined at distance 0"
+
+
+def test_paper_option_cosine_neighbours_euclidean_weights():
+    z = random_points(seed=4) + 0.5
+    graph = build_graph(z, k=5, metric="cosine", weight_distance="euclidean", lengthscale=2.0, progress=False)
+    edges = set(zip(np.asarray(graph.senders).tolist(), np.asarray(graph.receivers).tolist(), strict=True))
+    assert edges == sklearn_symmetric_edges(z, 5, "cosine")
+    euclidean = np.linalg.norm(z[graph.senders].astype(np.float64) - z[graph.receivers], axis=1)
+    np.testing.assert_allclose(graph.distances, euclidean, atol=TOL)
+    np.testing.assert_allclose(graph.weights, np.exp(-euclidean / 2.0), atol=TOL)
+
+
+@pytest.mark.parametrize(
+    ("kernel", "expected"),
+    [
+        ("matern12", lambda d, ls: np.exp(-d / ls)),
+        ("rbf", lambda d, ls: np.exp(-(d**2) / (2 * ls**2))),
+        ("cosine", lambda d, ls: 1.0 - d),
+    ],
+)
+def test_weights_are_the_kernel_of_the_distances(kernel, expected):
+    z = random_points(seed=5)
+    graph = build_graph(z, k=4, kernel=kernel, lengthscale=0.3, progress=False)
+    distances = np.asarray(graph.distances, np.float64)
+    np.testing.assert_allclose(graph.weights, expected(distances, 0.3), atol=TOL)
+    if kernel == "cosine":
+        similarity = 1.0 - pairwise_distances(z.astype(np.float64), metric="cosine")
+        np.testing.assert_allclose(graph.weights, similarity[graph.senders, graph.receivers], atol=TOL)
+
+
+def test_median_lengthscale_and_pruning():
+    z = random_points(seed=6)
+    plain = build_graph(z, k=5, metric="euclidean", progress=False)
+    median = float(np.median(plain.distances))
+    graph = build_graph(z, k=5, metric="euclidean", lengthscale="median", progress=False)
+    np.testing.assert_allclose(graph.weights, np.exp(-np.asarray(graph.distances) / median), rtol=1e-6)
+    pruned = build_graph(
+        z, k=5, metric="euclidean", lengthscale="median", prune_distance=median, progress=False
+    )
+    keep = np.asarray(plain.distances) <= median
+    np.testing.assert_array_equal(pruned.senders, np.asarray(plain.senders)[keep])
+    np.testing.assert_array_equal(pruned.receivers, np.asarray(plain.receivers)[keep])
+    np.testing.assert_allclose(pruned.weights, np.asarray(graph.weights)[keep])
+
+
+def test_graph_from_knn_reuses_a_search():
+    z = random_points(seed=7)
+    neighbours = knn(z, 5, "cosine", progress=False)
+    reused = graph_from_knn(z, neighbours, kernel="rbf")
+    built = build_graph(z, 5, kernel="rbf", progress=False)
+    for field, expected in zip(reused, built, strict=True):
+        np.testing.assert_array_equal(field, expected)
+    with pytest.raises(ValueError, match="z has 202 rows but the kNN result has 203"):
+        graph_from_knn(z[:-1], neighbours)
+
+
+def test_symmetrise_unions_both_directions_once():
+    indices = np.array([[1, 2], [0, 2], [3, 0], [2, 1]])
+    distances = np.array([[1.0, 2.0], [1.0, 3.0], [4.0, 2.0], [4.0, 3.0]], np.float32)
+    senders, receivers, edge_distances = symmetrise(indices, distances)
+    np.testing.assert_array_equal(senders, [0, 0, 1, 1, 2])
+    np.testing.assert_array_equal(receivers, [1, 2, 2, 3, 3])
+    np.testing.assert_array_equal(edge_distances, [1.0, 2.0, 3.0, 3.0, 4.0])
+    senders, receivers, _ = symmetrise(np.array([[0, 1], [1, 0]]), np.zeros((2, 2), np.float32))
+    assert senders.tolist() == [0] and receivers.tolist() == [1], "self loops must be dropped"
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_pair_distances_match_sklearn(metric):
+    z = random_points(n=60, d=5, seed=8)
+    z[7] = 0.0
+    rng = np.random.default_rng(0)
+    senders, receivers = rng.integers(0, 60, 500), rng.integers(0, 60, 500)
+    senders, receivers = senders[senders != receivers], receivers[senders != receivers]
+    expected = pairwise_distances(z.astype(np.float64), metric=metric)[senders, receivers]
+    got = pair_distances(z, senders, receivers, metric, chunk_size=64)
+    np.testing.assert_allclose(got, expected, atol=TOL)
+
+
+@pytest.mark.parametrize(
+    ("z", "kwargs", "message"),
+    [
+        (np.zeros(10, np.float32), {}, "2-D"),
+        (np.zeros((10, 0), np.float32), {}, "no features"),
+        (np.zeros((10, 2), np.complex64), {}, "real numbers"),
+        (np.array([[0.0, 1.0], [np.nan, 0.0], [1.0, 1.0]]), {"k": 1}, "row 1"),
+        (np.array([[0.0, 1.0], [1e300, 0.0], [1.0, 1.0]]), {"k": 1}, "float32"),
+        (np.array([[0.0, 1e19], [1.0, 0.0], [1.0, 1.0]]), {"k": 1}, "overflow"),
+        (random_points(n=5), {"k": 5}, "k=5"),
+        (random_points(n=5), {"k": 0}, "k=0"),
+        (random_points(n=5), {"k": 2.0}, "k=2.0"),
+        (random_points(n=5), {"metric": "manhattan"}, "metric='manhattan'"),
+        (random_points(n=5), {"weight_distance": "dot"}, "weight_distance='dot'"),
+        (random_points(n=5), {"kernel": "laplace"}, "kernel='laplace'"),
+        (
+            random_points(n=5),
+            {"kernel": "cosine", "weight_distance": "euclidean"},
+            "weight_distance='cosine'",
+        ),
+        (random_points(n=5), {"lengthscale": 0.0}, "lengthscale=0.0"),
+        (random_points(n=5), {"lengthscale": "mean"}, "lengthscale='mean'"),
+        (random_points(n=5), {"prune_distance": -1.0}, "prune_distance=-1.0"),
+        (random_points(n=5), {"block_size": 0}, "block_size=0"),
+        (random_points(n=5), {"max_block_bytes": -3}, "max_block_bytes=-3"),
+    ],
+)
+def test_bad_input_raises_a_clear_error(z, kwargs, message):
+    kwargs = {"k": 2, "progress": False, **kwargs}
+    with pytest.raises(ValueError, match=re.escape(message)):
+        build_graph(z, **kwargs)
+
+
+def test_median_lengthscale_of_duplicates_raises():
+    z = np.repeat(random_points(n=4, d=2), 5, axis=0)
+    with pytest.raises(ValueError, match="median kNN distance is 0"):
+        build_graph(z, k=3, metric="euclidean", lengthscale="median", progress=False)
+
+
+def test_edge_weights_unknown_kernel():
+    with pytest.raises(ValueError, match="kernel='gauss'"):
+        edge_weights(np.ones(3, np.float32), "gauss")
+
+
+def test_bench_script_prints_json():
+    script = Path(__file__).parents[1] / "scripts" / "bench_knn.py"
+    args = ["--n", "400", "--d", "4", "--k", "3", "--recall-queries", "50", "--sklearn"]
+    out = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, check=True)
+    report = json.loads(out.stdout)
+    assert report["recall"] == 1.0 and report["n"] == 400 and report["k"] == 3
+    assert report["max_distance_error"] < TOL and report["sklearn_s"] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("metric", METRICS)
+def test_knn_large_matches_sklearn_up_to_float32_ties(metric):
+    """n = 20000: a handful of rows swap neighbours whose float64 distances differ by ~1e-7."""
+    z = random_points(n=20000, d=32, seed=9)
+    result = knn(z, 10, metric, chunk_size=6000, progress=False)
+    dist, ind = sklearn_knn(z, 10, metric)
+    np.testing.assert_allclose(result.distances, dist, atol=TOL)
+    rows = np.flatnonzero((result.indices != ind).any(axis=1))
+    assert len(rows) <= 10
+    for row in rows:
+        ours = pairwise_distances(z[[row]].astype(np.float64), z[result.indices[row]], metric=metric)[0]
+        np.testing.assert_allclose(ours, dist[row], atol=TOL)
