@@ -98,14 +98,15 @@ class TrainConfig:
     """AdamW over batches of whole bags; `batch_size` counts instances (at least one bag per batch).
 
     select_on: val_bags (default: the validation bags' proportion loss) or val_instances (validation
-    instance labels, as the paper's code did; logged as such).
+    instance labels, as the paper's code did; logged as such). Training stops after `patience` epochs
+    without improvement; at large bags the validation signal is weak and long patience pays.
     """
 
-    epochs: int = 30
+    epochs: int = 100
     batch_size: int = 1024
     learning_rate: float = 1e-3
     weight_decay: float = 1e-4
-    patience: int = 5
+    patience: int = 10
     select_on: str = "val_bags"
     eval_batch_size: int = 8192
     progress: bool = True
@@ -126,13 +127,14 @@ class LLPBPMethodConfig(MethodConfig):
 @dataclass
 class GraphConfig:
     """The kNN similarity graph (llp_jax.graph.build_graph): neighbours by `metric`, weights by `kernel`
-    of the `weight_distance` (None: the metric's distance); lengthscale a number or "median"."""
+    of the `weight_distance` (None: the metric's distance); lengthscale a number or "median".
+    Default as DESIGN.md and the paper's code: cosine neighbours, w = exp(-||z_i - z_j||)."""
 
     k: int = 5
     metric: str = "cosine"
     kernel: str = "matern12"
     lengthscale: Any = 1.0
-    weight_distance: str | None = None
+    weight_distance: str | None = "euclidean"
     prune_distance: float | None = None
     max_block_bytes: int = 256 * 2**20
 

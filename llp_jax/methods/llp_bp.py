@@ -68,16 +68,20 @@ def check_schedule(schedule: DictConfig) -> None:
 
 
 def bp_pseudo_labels(
-    z: np.ndarray, bags: Bags, unary: np.ndarray | None, cfg: DictConfig
+    z: np.ndarray,
+    bags: Bags,
+    unary: np.ndarray | None,
+    graph_options: dict,
+    settings: BPSettings,
+    progress: bool = False,
 ) -> tuple[np.ndarray, SimilarityGraph, dict]:
-    """BP marginals P(y_i = 1): float32[n] for covariates z: float32[n, d], with what the round logs."""
+    """BP marginals P(y_i = 1): float32[n] for covariates z: float32[n, d] and the bags, with the graph
+    (built by build_graph(z, **graph_options)) and what a round logs (times, iterations, final delta)."""
     start = time.perf_counter()
-    graph_options = OmegaConf.to_container(cfg.graph, resolve=True)
-    graph = build_graph(z, progress=cfg.train.progress, **graph_options)
+    graph = build_graph(z, progress=progress, **graph_options)
     jax.block_until_ready(graph.weights)
     graph_time = time.perf_counter() - start
     start = time.perf_counter()
-    settings = BPSettings(**OmegaConf.to_container(cfg.bp, resolve=True))
     result = run_bp(
         len(z),
         graph.senders,
@@ -88,7 +92,7 @@ def bp_pseudo_labels(
         bags.counts,
         settings,
         unary=unary,
-        progress=cfg.train.progress,
+        progress=progress,
     )
     marginals = np.asarray(result.marginals)
     n_iters = int(result.n_iters)
@@ -127,7 +131,14 @@ def fit(
         if result is not None:
             logits, covariates = predict(result.model, x, cfg.train.eval_batch_size)
             unary = schedule.prior_weight * logits if schedule.prior_weight > 0 else None
-        marginals, graph, record = bp_pseudo_labels(covariates, train_bags, unary, cfg)
+        marginals, graph, record = bp_pseudo_labels(
+            covariates,
+            train_bags,
+            unary,
+            OmegaConf.to_container(cfg.graph, resolve=True),
+            BPSettings(**OmegaConf.to_container(cfg.bp, resolve=True)),
+            cfg.train.progress,
+        )
         targets = marginals if schedule.soft_labels else (marginals > schedule.threshold).astype(np.float32)
         members = train_bags.members[train_bags.mask]
         record.update(

@@ -1,0 +1,168 @@
+"""Time loopy BP (llp_jax.bp) on a synthetic LLP Gibbs graph, optionally against PGMax 0.6.1.
+
+The graph: n instances, every instance joined to k random others (a stand-in for the kNN graph,
+symmetrised, weights uniform in (0, 1]), random bags of size B with counts from Bernoulli(0.3) labels.
+Prints one JSON object per configuration: compile time (first call minus a steady run) and the median
+steady-state run time of `--iters` iterations (early stop off), with `block_until_ready`.
+
+    python scripts/bench_bp.py --n 100000 --bag-size 8 --k 5 --mode clique
+    python scripts/bench_bp.py --n 100000 --bag-size 2048 --k 5 --mode count
+
+--pgmax also times PGMax 0.6.1 (the paper's BP library) on the identical factor graph in clique mode. It
+is a benchmark opponent only: install it in the benchmark's own environment, e.g.
+    python -m venv /tmp/pgmax-venv && /tmp/pgmax-venv/bin/pip install jax numpy tqdm numba scipy \
+        && /tmp/pgmax-venv/bin/pip install --no-deps pgmax==0.6.1
+and run this script with that interpreter.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # llp_jax, also from a benchmark-only venv
+
+from llp_jax.bp import BPProblem, BPSettings, build_problem, solve  # noqa: E402
+
+
+def synthetic_graph(n: int, bag_size: int, k: int, seed: int):
+    """Edges (senders < receivers, unique), weights, and bags as (members, mask, counts)."""
+    rng = np.random.default_rng(seed)
+    source = np.repeat(np.arange(n), k)
+    target = rng.integers(0, n, n * k)
+    keep = source != target
+    pairs = np.unique(np.stack([np.minimum(source, target), np.maximum(source, target)])[:, keep], axis=1)
+    weights = rng.uniform(1e-3, 1.0, pairs.shape[1]).astype(np.float32)
+    n_bags = -(-n // bag_size)
+    order = np.concatenate([rng.permutation(n), np.zeros(n_bags * bag_size - n, np.int64)])
+    members = order.reshape(n_bags, bag_size).astype(np.int32)
+    mask = (np.arange(n_bags * bag_size) < n).reshape(n_bags, bag_size)
+    labels = rng.random(n) < 0.3
+    counts = np.where(mask, labels[members], False).sum(axis=1).astype(np.float32)
+    return pairs[0].astype(np.int32), pairs[1].astype(np.int32), weights, members, mask, counts
+
+
+def merge_parallel_edges(problem: BPProblem) -> BPProblem:
+    """One factor per node pair (PGMax refuses two factors on the same variables): the couplings of a
+    bag pair that is also a similarity edge are summed, which leaves p(y) unchanged."""
+    pairs = np.stack([np.asarray(problem.senders[0]), np.asarray(problem.receivers[0])])
+    unique, inverse = np.unique(pairs, axis=1, return_inverse=True)
+    couplings = np.bincount(inverse.ravel(), np.asarray(problem.couplings[0]), unique.shape[1])
+    return problem._replace(
+        senders=jax.numpy.asarray(unique, np.int32),
+        receivers=jax.numpy.asarray(unique[::-1], np.int32),
+        couplings=jax.numpy.asarray(np.stack([couplings, couplings]), np.float32),
+    )
+
+
+def timed(fn):
+    start = time.perf_counter()
+    out = jax.block_until_ready(fn())
+    return out, time.perf_counter() - start
+
+
+def bench_llp_jax(problem: BPProblem, settings: BPSettings, repeats: int):
+    result, first = timed(lambda: solve(problem, settings))
+    runs = [timed(lambda: solve(problem, settings))[1] for _ in range(repeats)]
+    run_s = statistics.median(runs)
+    return result.marginals, int(result.n_iters), max(0.0, first - run_s), run_s
+
+
+def bench_pgmax(problem: BPProblem, settings: BPSettings, repeats: int):
+    """The same pairwise graph (clique mode) in PGMax: binary variables, one 2x2 factor per edge."""
+    import jax._src.xla_bridge as xla_bridge
+
+    jax.lib.xla_bridge = xla_bridge  # pgmax 0.6.1 imports jax.lib.xla_bridge, which current JAX removed
+    from pgmax import fgraph, fgroup, infer, vgroup
+
+    start = time.perf_counter()
+    n = problem.field.shape[0]
+    senders, receivers = np.asarray(problem.senders[0]), np.asarray(problem.receivers[0])
+    n_edges = senders.shape[0]
+    couplings = np.asarray(problem.couplings[0], np.float32)
+    variables = vgroup.NDVarArray(num_states=2, shape=(n,))
+    graph = fgraph.FactorGraph(variable_groups=variables)
+    potentials = np.zeros((n_edges, 2, 2), np.float32)
+    potentials[:, 1, 1] = couplings
+    graph.add_factors(
+        fgroup.PairwiseFactorGroup(
+            variables_for_factors=[
+                [variables[int(i)], variables[int(j)]] for i, j in zip(senders, receivers, strict=True)
+            ],
+            log_potential_matrix=potentials,
+        )
+    )
+    bp = infer.build_inferer(graph.bp_state, backend="bp")
+    evidence = np.zeros((n, 2), np.float32)
+    evidence[:, 1] = np.asarray(problem.field)
+    arrays = bp.init(evidence_updates={variables: evidence})
+    build_s = time.perf_counter() - start
+    run = jax.jit(bp.run, static_argnames=("num_iters", "temperature"))
+
+    def marginals():
+        out = run(
+            arrays, num_iters=settings.max_iters, damping=settings.damping, temperature=settings.temperature
+        )
+        return infer.get_marginals(bp.get_beliefs(out))[variables][:, 1]
+
+    result, first = timed(marginals)
+    run_s = statistics.median(timed(marginals)[1] for _ in range(repeats))
+    return result, build_s, max(0.0, first - run_s), run_s
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--n", type=int, nargs="+", default=[100_000], help="instances")
+    parser.add_argument("--bag-size", type=int, nargs="+", default=[8], help="bag size B")
+    parser.add_argument("--k", type=int, nargs="+", default=[5], help="random neighbours per instance")
+    parser.add_argument("--mode", nargs="+", default=["count"], choices=["count", "gaussian", "clique"])
+    parser.add_argument("--iters", type=int, default=100, help="BP iterations (no early stop)")
+    parser.add_argument("--repeats", type=int, default=3, help="steady-state runs; the median is reported")
+    parser.add_argument("--lambda-s", type=float, default=10.0)
+    parser.add_argument("--lambda-b", type=float, default=10.0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--pgmax", action="store_true", help="also time PGMax 0.6.1 (clique mode only)")
+    args = parser.parse_args()
+    device = jax.devices()[0].device_kind
+    for n, bag_size, k, mode in itertools.product(args.n, args.bag_size, args.k, args.mode):
+        settings = BPSettings(
+            lambda_s=args.lambda_s,
+            lambda_b=args.lambda_b,
+            bag_factor=mode,
+            max_iters=args.iters,
+            early_stop=False,
+        )
+        start = time.perf_counter()
+        arrays = synthetic_graph(n, bag_size, k, args.seed)
+        problem = build_problem(n, *arrays, settings)
+        if mode == "clique":
+            problem = merge_parallel_edges(problem)
+        problem = jax.block_until_ready(problem)
+        build_s = time.perf_counter() - start
+        marginals, iters, compile_s, run_s = bench_llp_jax(problem, settings, args.repeats)
+        common = dict(device=device, n=n, B=bag_size, k=k, mode=mode, iterations=iters)
+        common["n_similarity_edges"] = int(arrays[0].shape[0])
+        common["n_pairwise_factors"] = int(problem.senders.shape[1])
+        record = dict(backend="llp_jax", **common, compile_s=compile_s, run_s=run_s, graph_build_s=build_s)
+        print(json.dumps(record), flush=True)
+        if args.pgmax and mode == "clique":
+            theirs, pg_build_s, pg_compile_s, pg_run_s = bench_pgmax(problem, settings, args.repeats)
+            record = dict(backend="pgmax-0.6.1", **common, compile_s=pg_compile_s, run_s=pg_run_s)
+            record["graph_build_s"] = build_s + pg_build_s
+            record["speedup_llp_jax"] = pg_run_s / run_s
+            record["max_abs_marginal_diff"] = float(
+                np.max(np.abs(np.asarray(theirs) - np.asarray(marginals)))
+            )
+            print(json.dumps(record), flush=True)
+
+
+if __name__ == "__main__":
+    main()

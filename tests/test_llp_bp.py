@@ -1,0 +1,51 @@
+import json
+
+import numpy as np
+import pytest
+from conftest import FAST
+
+from llp_jax.experiment import run_experiment
+
+LLP_BP = [*FAST, "method=llp_bp", "bp.max_iters=20"]
+
+
+def read_records(run_dir):
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("rounds", [1, 2])
+def test_rounds_write_their_metrics(rounds, compose_config, tmp_path):
+    summary = run_experiment(compose_config(*LLP_BP, f"schedule.rounds={rounds}"), tmp_path)
+    records = read_records(tmp_path)
+    bp_records = [r for r in records if r.get("event") == "bp"]
+    assert [r["round"] for r in bp_records] == list(range(1, rounds + 1))
+    for record in bp_records:
+        assert 1 <= record["bp_iterations"] <= 20 and isinstance(record["bp_converged"], bool)
+        assert record["known_positives"] > 0 and record["graph_edges"] > 0
+        assert 0 <= record["oracle/pseudo_label_auc"] <= 1 and 0 <= record["oracle/knn_label_agreement"] <= 1
+        assert record["graph_build_s"] >= 0 and record["bp_s"] >= 0
+    epochs = [r for r in records if "epoch" in r]
+    assert sorted({r["round"] for r in epochs}) == list(range(1, rounds + 1))
+    assert summary["method"] == "llp_bp" and (tmp_path / "metrics.json").exists()
+
+
+def test_warm_start_soft_labels_and_bag_loss(compose_config, tmp_path):
+    overrides = ["schedule.rounds=1", "schedule.warm_start=dllp", "schedule.prior_weight=1.0"]
+    overrides += ["schedule.soft_labels=true", "schedule.lambda_agg=0.1"]
+    summary = run_experiment(compose_config(*LLP_BP, *overrides), tmp_path)
+    rounds = {r["round"] for r in read_records(tmp_path) if "epoch" in r}
+    assert rounds == {0, 1} and np.isfinite(summary["test_auc"])
+
+
+def test_bad_schedule_fails_clearly(compose_config, tmp_path):
+    with pytest.raises(ValueError, match="schedule.warm_start='mean'"):
+        run_experiment(compose_config(*LLP_BP, "schedule.warm_start=mean"), tmp_path)
+
+
+def test_paper_preset_composes(compose_config):
+    cfg = compose_config("+experiment=paper_bank")
+    assert cfg.dataset.name == "bank_marketing" and cfg.bagging.bag_size == 8
+    assert cfg.bp.bag_factor == "clique" and cfg.bp.lambda_s == cfg.bp.lambda_b == 10.0
+    assert cfg.graph.metric == "cosine" and cfg.graph.weight_distance == "euclidean" and cfg.graph.k == 5
+    assert list(cfg.model.widths) == [5040, 1280, 320, 128, 64] and cfg.model.embedding_layer == 3
+    assert cfg.method.name == "llp_bp" and cfg.schedule.rounds == 2
