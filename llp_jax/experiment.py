@@ -67,6 +67,7 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path) -> dict:
         "n_bags": train_bags.n_bags,
         "n_val_bags": val_bags.n_bags,
         "best_epoch": result.best_epoch,
+        "val_bag_loss": result.history[result.best_epoch - 1]["val_bag_loss"],
         "epochs_run": len(result.history),
         "selection": result.selection,
         "wall_time_s": time.perf_counter() - start,
