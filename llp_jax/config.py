@@ -5,11 +5,13 @@ The YAML files under configs/ pick these schemas in their defaults lists and set
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, make_dataclass
+from typing import Any, get_type_hints
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
+
+from llp_jax.bp import BPSettings
 
 
 @dataclass
@@ -139,19 +141,19 @@ class GraphConfig:
     max_block_bytes: int = 256 * 2**20
 
 
-@dataclass
-class BPConfig:
-    """Loopy BP (llp_jax.bp.BPSettings): bag_factor count | gaussian | clique."""
+def schema_of(settings: type, name: str, doc: str) -> type:
+    """A dataclass schema with the fields, types and defaults of a settings NamedTuple, so that the
+    defaults live in one place."""
+    hints = get_type_hints(settings)
+    fields = [(key, hints[key], field(default=value)) for key, value in settings._field_defaults.items()]
+    schema = make_dataclass(name, fields)
+    schema.__doc__ = doc
+    return schema
 
-    lambda_s: float = 10.0
-    lambda_b: float = 10.0
-    bag_factor: str = "count"
-    hard_counts: bool = False
-    max_iters: int = 100
-    damping: float = 0.5
-    tol: float = 1e-4
-    early_stop: bool = True
-    temperature: float = 1.0
+
+BPConfig = schema_of(
+    BPSettings, "BPConfig", "Loopy BP settings (llp_jax.bp.BPSettings): bag_factor count | gaussian | clique."
+)
 
 
 @dataclass

@@ -3,7 +3,9 @@
     python scripts/report.py multirun/2026-11-25/12-00-00 --out benchmarks/bag_sizes
 
 prints a markdown table of test AUC, mean ± standard deviation over seeds, one row per dataset and method,
-one column per bag size, and writes <out>.md, <out>.json and <out>.png (AUC against bag size).
+one column per bag size, and writes <out>.md, <out>.json and <out>.png (AUC against bag size). Several
+runs of one method, dataset, bag size and seed (variants of its settings) are resolved on the validation
+bags: the one with the lowest validation bag loss counts.
 """
 
 from __future__ import annotations
@@ -17,16 +19,26 @@ import numpy as np
 
 
 def collect(folders: list[Path], metric: str) -> dict[tuple[str, str], dict[int, list[float]]]:
-    """(dataset, method) -> bag size -> the metric of every run found."""
-    table: dict[tuple[str, str], dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+    """(dataset, method) -> bag size -> the metric of every seed found.
+
+    Where the folders hold several runs of one method at the same dataset, bag size and seed (variants of
+    its settings), the run with the lowest validation bag loss is kept: settings are chosen on the
+    validation bags, never on test or instance labels.
+    """
     paths = [path for folder in folders for path in sorted(folder.rglob("metrics.json"))]
     if not paths:
         raise SystemExit(
             f"no metrics.json under {', '.join(map(str, folders))}; give the folder of a run or sweep"
         )
+    chosen: dict[tuple, dict] = {}
     for path in paths:
         run = json.loads(path.read_text())
-        table[(run["dataset"], run["method"])][int(run["bag_size"])].append(run[metric])
+        key = (run["dataset"], run["method"], int(run["bag_size"]), run["seed"])
+        if key not in chosen or run["val_bag_loss"] < chosen[key]["val_bag_loss"]:
+            chosen[key] = {**run, "path": str(path.parent)}
+    table: dict[tuple[str, str], dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for (dataset, method, bag_size, _), run in sorted(chosen.items()):
+        table[(dataset, method)][bag_size].append(run[metric])
     return table
 
 
