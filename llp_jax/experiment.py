@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
+from llp_jax.checkpoint import save_encoder
 from llp_jax.data import load_dataset, make_bags
 from llp_jax.data.dataset import Dataset
 from llp_jax.methods import METHODS
@@ -54,6 +55,7 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path) -> dict:
         wandb_settings = {"project": cfg.logger.project, "entity": cfg.logger.entity, "mode": cfg.logger.mode}
     writer = MetricsWriter(run_dir, wandb_settings, OmegaConf.to_container(cfg, resolve=True))
     result = METHODS[cfg.method.name](data, train_bags, val_bags, cfg, cfg.seed, writer.log)
+    save_encoder(result.model, run_dir)
     test_logits, _ = predict(result.model, data.test.x, cfg.train.eval_batch_size)
     summary = {
         "method": cfg.method.name,
@@ -64,6 +66,7 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path) -> dict:
         "seed": cfg.seed,
         **classification_metrics(data.test.y, test_logits, "test"),
         "n_train": int(train_bags.sizes.sum()),
+        "feature_shape": list(data.feature_shape),
         "n_bags": train_bags.n_bags,
         "n_val_bags": val_bags.n_bags,
         "best_epoch": result.best_epoch,

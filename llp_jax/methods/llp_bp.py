@@ -120,7 +120,8 @@ def oracle_diagnostics(labels: np.ndarray, marginals: np.ndarray, graph: Similar
 def fit(
     data: Dataset, train_bags: Bags, val_bags: Bags, cfg: DictConfig, seed: int, log: Callable
 ) -> TrainResult:
-    """Run the rounds of LLP-BP and return the last round's training result."""
+    """Run the rounds of LLP-BP and return the last round's training result (its encoder without the
+    bag head)."""
     schedule = cfg.schedule
     check_schedule(schedule)
     x = data.train.x
@@ -160,7 +161,7 @@ def fit(
             targets,
             model=_round_encoder(data, train_bags, cfg, round_seed),
         )
-    return result
+    return result._replace(model=getattr(result.model, "encoder", result.model))
 
 
 def _round_encoder(data: Dataset, train_bags: Bags, cfg: DictConfig, seed: int) -> nnx.Module:
