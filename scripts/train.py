@@ -19,7 +19,8 @@ log = logging.getLogger("llp_jax")
 
 @hydra.main(version_base=None, config_path="../configs", config_name="config")
 def main(cfg: DictConfig) -> float:
-    logging.getLogger("jax").setLevel(logging.WARNING)
+    for noisy in ("jax", "absl"):  # compile and checkpoint chatter
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     run_dir = HydraConfig.get().runtime.output_dir
     summary = run_experiment(cfg, run_dir)
     log.info(
