@@ -61,7 +61,9 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path) -> dict:
         "method": cfg.method.name,
         "dataset": cfg.dataset.name,
         "bagging": cfg.bagging.kind,
-        "bag_size": cfg.bagging.bag_size,
+        "bag_size": cfg.bagging.bag_size
+        if cfg.bagging.kind == "random"
+        else round(np.mean(train_bags.sizes)),
         "mean_bag_size": float(np.mean(train_bags.sizes)),
         "seed": cfg.seed,
         **classification_metrics(data.test.y, test_logits, "test"),

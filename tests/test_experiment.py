@@ -83,3 +83,24 @@ def test_the_trained_encoder_is_saved_and_loads_back(compose_config, tmp_path):
     assert roc_auc(data.test.y, np.asarray(logits)) == pytest.approx(metrics["test_auc"], abs=1e-6)
     with pytest.raises(FileNotFoundError, match="finished run"):
         load_encoder(tmp_path / "nowhere")
+
+
+def test_researchers_own_bagged_files_run_end_to_end(compose_config, tmp_path):
+    folder = Path(__file__).parent / "fixtures" / "files"
+    cfg = compose_config(
+        "dataset=files",
+        "bagging=given",
+        "method=dllp",
+        f"dataset.data_dir={folder}",
+        "dataset.train_path=train.csv",
+        "dataset.bags_path=bags.csv",
+        "dataset.test_path=test.csv",
+        "dataset.val_path=val.csv",
+        "dataset.val_bags_path=val_bags.csv",
+        "dataset.categorical_columns=[color]",
+        "train.epochs=2",
+        "train.progress=false",
+    )
+    summary = run_experiment(cfg, tmp_path)
+    assert summary["bagging"] == "given" and summary["n_bags"] == 8 and summary["n_train"] == 20
+    assert summary["bag_size"] == round(summary["mean_bag_size"])
