@@ -25,16 +25,21 @@ def test_rounds_write_their_metrics(rounds, compose_config, tmp_path):
         assert 0 <= record["oracle/pseudo_label_auc"] <= 1 and 0 <= record["oracle/knn_label_agreement"] <= 1
         assert record["graph_build_s"] >= 0 and record["bp_s"] >= 0
     epochs = [r for r in records if "epoch" in r]
-    assert sorted({r["round"] for r in epochs}) == list(range(1, rounds + 1))
+    assert sorted({r["round"] for r in epochs}) == list(range(0, rounds + 1))  # round 0: the warm start
     assert summary["method"] == "llp_bp" and (tmp_path / "metrics.json").exists()
 
 
-def test_warm_start_soft_labels_and_bag_loss(compose_config, tmp_path):
+def test_dllp_warm_start_soft_labels_and_bag_loss(compose_config, tmp_path):
     overrides = ["schedule.rounds=1", "schedule.warm_start=dllp", "schedule.prior_weight=1.0"]
     overrides += ["schedule.soft_labels=true", "schedule.lambda_agg=0.1"]
     summary = run_experiment(compose_config(*LLP_BP, *overrides), tmp_path)
     rounds = {r["round"] for r in read_records(tmp_path) if "epoch" in r}
     assert rounds == {0, 1} and np.isfinite(summary["test_auc"])
+
+
+def test_plain_schedule_has_no_round_zero(compose_config, tmp_path):
+    run_experiment(compose_config(*LLP_BP, "schedule=plain", "schedule.rounds=1"), tmp_path)
+    assert {r["round"] for r in read_records(tmp_path) if "epoch" in r} == {1}
 
 
 def test_bad_schedule_fails_clearly(compose_config, tmp_path):
@@ -49,3 +54,4 @@ def test_paper_preset_composes(compose_config):
     assert cfg.graph.metric == "cosine" and cfg.graph.weight_distance == "euclidean" and cfg.graph.k == 5
     assert list(cfg.model.widths) == [5040, 1280, 320, 128, 64] and cfg.model.embedding_layer == 3
     assert cfg.method.name == "llp_bp" and cfg.schedule.rounds == 2
+    assert cfg.schedule.warm_start == "none" and cfg.schedule.prior_weight == 0
