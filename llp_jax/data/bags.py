@@ -40,6 +40,11 @@ class Bags(NamedTuple):
         """float32[n_bags]: k_b / |b|."""
         return (self.counts / self.sizes).astype(np.float32)
 
+    @property
+    def positive_rate(self) -> float:
+        """sum_b k_b / sum_b |b|: the positive rate over all bags."""
+        return float(self.counts.sum() / self.sizes.sum())
+
 
 BAG_KINDS = ("random", "feature", "given")
 

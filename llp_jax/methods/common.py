@@ -18,7 +18,7 @@ from llp_jax.train.loop import BagLoss, TrainResult, train_encoder
 
 def prior_log_odds(bags: Bags) -> float:
     """log(p / (1 - p)) of p, the positive rate over all bags, clipped away from 0 and 1."""
-    rate = float(np.clip(bags.counts.sum() / bags.sizes.sum(), 1e-4, 1 - 1e-4))
+    rate = float(np.clip(bags.positive_rate, 1e-4, 1 - 1e-4))
     return float(np.log(rate / (1 - rate)))
 
 

@@ -14,5 +14,5 @@ def loss(model, logits, embedding, batch, prior: float):
 
 def fit(data, train_bags, val_bags, cfg, seed, log):
     """Train with the EasyLLP loss; the prior p is the positive rate over all training bags."""
-    prior = float(train_bags.counts.sum() / train_bags.sizes.sum())
+    prior = train_bags.positive_rate
     return fit_with_loss(data, train_bags, val_bags, cfg, seed, log, partial(loss, prior=prior))

@@ -67,23 +67,27 @@ def check_schedule(schedule: DictConfig) -> None:
         raise ValueError("schedule.lambda_agg and schedule.prior_weight must be non-negative")
 
 
-def bp_pseudo_labels(
-    z: np.ndarray,
-    bags: Bags,
-    unary: np.ndarray | None,
-    graph_options: dict,
-    settings: BPSettings,
-    progress: bool = False,
-) -> tuple[np.ndarray, SimilarityGraph, dict]:
-    """BP marginals P(y_i = 1): float32[n] for covariates z: float32[n, d] and the bags, with the graph
-    (built by build_graph(z, **graph_options)) and what a round logs (times, iterations, final delta)."""
+def timed_graph(z: np.ndarray, graph_options: dict, progress: bool = False) -> tuple[SimilarityGraph, float]:
+    """build_graph(z, **graph_options) for covariates z: float32[n, d], and the seconds it took."""
     start = time.perf_counter()
     graph = build_graph(z, progress=progress, **graph_options)
     jax.block_until_ready(graph.weights)
-    graph_time = time.perf_counter() - start
+    return graph, time.perf_counter() - start
+
+
+def bp_pseudo_labels(
+    graph: SimilarityGraph,
+    n_nodes: int,
+    bags: Bags,
+    unary: np.ndarray | None,
+    settings: BPSettings,
+    progress: bool = False,
+) -> tuple[np.ndarray, dict]:
+    """BP marginals P(y_i = 1): float32[n_nodes] on the graph and the bags, with what a round logs
+    (edges, BP time, iterations, final delta, convergence)."""
     start = time.perf_counter()
     result = run_bp(
-        len(z),
+        n_nodes,
         graph.senders,
         graph.receivers,
         graph.weights,
@@ -97,14 +101,13 @@ def bp_pseudo_labels(
     marginals = np.asarray(result.marginals)
     n_iters = int(result.n_iters)
     record = {
-        "graph_build_s": graph_time,
         "graph_edges": int(graph.n_edges),
         "bp_s": time.perf_counter() - start,
         "bp_iterations": n_iters,
         "bp_final_delta": float(result.deltas[n_iters - 1]),
         "bp_converged": bool(result.converged),
     }
-    return marginals, graph, record
+    return marginals, record
 
 
 def oracle_diagnostics(labels: np.ndarray, marginals: np.ndarray, graph: SimilarityGraph, bags: Bags) -> dict:
@@ -132,17 +135,16 @@ def fit(
         if result is not None:
             logits, covariates = predict(result.model, x, cfg.train.eval_batch_size)
             unary = schedule.prior_weight * logits if schedule.prior_weight > 0 else None
-        marginals, graph, record = bp_pseudo_labels(
-            covariates,
-            train_bags,
-            unary,
-            OmegaConf.to_container(cfg.graph, resolve=True),
-            BPSettings(**OmegaConf.to_container(cfg.bp, resolve=True)),
-            cfg.train.progress,
+        graph_options = OmegaConf.to_container(cfg.graph, resolve=True)
+        graph, graph_time = timed_graph(covariates, graph_options, cfg.train.progress)
+        settings = BPSettings(**OmegaConf.to_container(cfg.bp, resolve=True))
+        marginals, record = bp_pseudo_labels(
+            graph, len(covariates), train_bags, unary, settings, cfg.train.progress
         )
         targets = marginals if schedule.soft_labels else (marginals > schedule.threshold).astype(np.float32)
         members = train_bags.members[train_bags.mask]
         record.update(
+            graph_build_s=graph_time,
             predicted_positives=float(targets[members].sum()),
             known_positives=float(train_bags.counts.sum()),
         )
