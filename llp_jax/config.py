@@ -27,6 +27,7 @@ class SyntheticConfig(DatasetConfig):
     dim: int = 16
     positive_rate: float = 0.3
     n_clusters: int = 32
+    cluster_std: float = 1.0
 
 
 @dataclass
@@ -161,9 +162,10 @@ class ScheduleConfig:
     """LLP-BP rounds. rounds: R; threshold: tau for hard pseudo-labels; soft_labels: train on the marginals;
     lambda_agg: weight of the aggregate-embedding bag loss (0 = off); warm_start: none | dllp | easyllp,
     a round 0 on the bags alone; prior_weight: gamma, the weight of the previous encoder's logits as a BP
-    unary (0 = off). The embedding is the hidden layer model.embedding_layer. Defaults (with bp.lambda_s = 1
-    in configs/bp/count.yaml): the variant that the validation bags chose in 21 of 30 runs on adult and
-    bank marketing; the paper's plain rounds are warm_start=none prior_weight=0 bp.lambda_s=10."""
+    unary (0 = off); calibrate: rescale those logits to the training bag counts first (no labels used).
+    The embedding is the hidden layer model.embedding_layer. Defaults (with bp.lambda_s = 1 in
+    configs/bp/count.yaml): the variant that the validation bags chose in 21 of 30 runs on adult and bank
+    marketing; the paper's plain rounds are warm_start=none prior_weight=0 bp.lambda_s=10."""
 
     rounds: int = 2
     threshold: float = 0.5
@@ -171,6 +173,7 @@ class ScheduleConfig:
     lambda_agg: float = 0.0
     warm_start: str = "easyllp"
     prior_weight: float = 1.0
+    calibrate: bool = True
 
 
 @dataclass

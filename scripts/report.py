@@ -18,8 +18,9 @@ from pathlib import Path
 import numpy as np
 
 
-def collect(folders: list[Path], metric: str) -> dict[tuple[str, str], dict[int, list[float]]]:
-    """(dataset, method) -> bag size -> the metric of every seed found.
+def collect(folders: list[Path], metric: str) -> tuple[dict, dict]:
+    """(dataset, method) -> bag size -> the metric of every seed found; and, where runs of one method
+    came from several sweeps, (dataset, method, bag size) -> sweep folder -> how many seeds it won.
 
     Where the folders hold several runs of one method at the same dataset, bag size and seed (variants of
     its settings), the run with the lowest validation bag loss is kept: settings are chosen on the
@@ -37,9 +38,23 @@ def collect(folders: list[Path], metric: str) -> dict[tuple[str, str], dict[int,
         if key not in chosen or run["val_bag_loss"] < chosen[key]["val_bag_loss"]:
             chosen[key] = {**run, "path": str(path.parent)}
     table: dict[tuple[str, str], dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+    wins: dict[tuple[str, str, int], dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for (dataset, method, bag_size, _), run in sorted(chosen.items()):
         table[(dataset, method)][bag_size].append(run[metric])
-    return table
+        wins[(dataset, method, bag_size)][Path(run["path"]).parent.name] += 1
+    sweeps = defaultdict(set)
+    for path in paths:
+        sweeps[json.loads(path.read_text())["method"]].add(path.parent.parent.name)
+    return table, {key: dict(won) for key, won in wins.items() if len(sweeps[key[1]]) > 1}
+
+
+def choices_markdown(wins: dict) -> str:
+    """One line per method, dataset and bag size: which sweep the validation bags chose, how often."""
+    lines = [
+        f"- {method}, {dataset}, bag {size}: " + ", ".join(f"{sweep} {n}" for sweep, n in sorted(won.items()))
+        for (dataset, method, size), won in sorted(wins.items())
+    ]
+    return "Variants chosen on the validation bags (sweep folder: seeds)\n\n" + "\n".join(lines) + "\n"
 
 
 def markdown(table, metric: str) -> str:
@@ -93,8 +108,8 @@ def main() -> None:
     parser.add_argument("--metric", default="test_auc")
     parser.add_argument("--out", type=Path, help="write <out>.md, <out>.json and <out>.png")
     args = parser.parse_args()
-    table = collect(args.folders, args.metric)
-    text = markdown(table, args.metric)
+    table, wins = collect(args.folders, args.metric)
+    text = markdown(table, args.metric) + (f"\n{choices_markdown(wins)}" if wins else "")
     print(text)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -266,12 +266,23 @@ def test_synthetic_positive_rate(positive_rate):
     assert abs(y.mean() - positive_rate) < 0.015
 
 
+def _neighbour_label_agreement(x, y):
+    neighbours = NearestNeighbors(n_neighbors=6).fit(x).kneighbors(x, return_distance=False)[:, 1:]
+    return (y[neighbours] == y[:, None]).mean()
+
+
 def test_synthetic_neighbours_share_labels():
     x, y = generate(n=5_000, dim=16, positive_rate=0.3, n_clusters=32, seed=0)
-    neighbours = NearestNeighbors(n_neighbors=6).fit(x).kneighbors(x, return_distance=False)[:, 1:]
-    agreement = (y[neighbours] == y[:, None]).mean()
     chance = y.mean() ** 2 + (1 - y.mean()) ** 2
-    assert agreement > chance + 0.15
+    assert _neighbour_label_agreement(x, y) > chance + 0.15
+
+
+def test_synthetic_cluster_std_sets_how_clear_the_clusters_are():
+    agreements = [
+        _neighbour_label_agreement(*generate(5_000, 16, 0.3, 32, seed=0, cluster_std=std))
+        for std in (1.0, 0.5, 0.2)
+    ]
+    assert agreements[0] < agreements[1] < agreements[2]
 
 
 def test_synthetic_bad_options():
@@ -279,6 +290,8 @@ def test_synthetic_bad_options():
         load_dataset("synthetic", n=10)
     with pytest.raises(ValueError, match="positive_rate=1.0"):
         load_dataset("synthetic", positive_rate=1.0)
+    with pytest.raises(ValueError, match="cluster_std=0"):
+        load_dataset("synthetic", cluster_std=0)
 
 
 @pytest.mark.slow

@@ -104,3 +104,11 @@ def test_researchers_own_bagged_files_run_end_to_end(compose_config, tmp_path):
     summary = run_experiment(cfg, tmp_path)
     assert summary["bagging"] == "given" and summary["n_bags"] == 8 and summary["n_train"] == 20
     assert summary["bag_size"] == round(summary["mean_bag_size"])
+
+
+def test_cnn_learns_fashion_mnist(compose_config, tmp_path):
+    """The CNN path end to end on the real images: one epoch of DLLP on bags of 8."""
+    overrides = ["dataset=fashion_mnist", "model=cnn", "model.channels=[8,16]", "model.embedding_width=32"]
+    overrides += ["method=dllp", "bagging.bag_size=8", "train.epochs=1", "train.progress=false"]
+    summary = run_experiment(compose_config(*overrides), tmp_path)
+    assert summary["feature_shape"] == [28, 28, 1] and summary["test_auc"] > 0.9

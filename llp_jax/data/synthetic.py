@@ -2,14 +2,15 @@
 
 Generative process, all drawn from `seed`:
   cluster   k ~ Categorical(w),                   w ~ Dirichlet(5, ..., 5) over n_clusters
-  latent    z = c_k + N(0, I),                    c_k ~ N(0, CENTER_SCALE^2 I), in LATENT_DIM dimensions
+  latent    z = c_k + cluster_std N(0, I),        c_k ~ N(0, CENTER_SCALE^2 I), in LATENT_DIM dimensions
   features  x = tanh(z W1 + b1) W2 + NOISE * N(0, I),   a fixed random two-layer map to `dim` columns
   label     y = 1[a_k + sin(z u1) + cos(z u2) > t],      a_k ~ N(0, BIAS_SCALE^2)
 The cluster bias a_k makes most clusters mostly one class, so neighbours carry label information;
-the sine and cosine terms bend the class boundary inside the mixed clusters. The threshold t is the
-(1 - positive_rate) quantile of the score on a calibration sample, so the realised rate is close to the
-requested one whatever n is. Rows are generated in fixed-size chunks, each from its own child seed, so
-1e7 rows take no more memory than the float32 output plus one chunk.
+the sine and cosine terms bend the class boundary inside the mixed clusters. A cluster_std below the
+default 1 gives clear cluster structure: tight, well separated clusters whose members mostly share a
+label. The threshold t is the (1 - positive_rate) quantile of the score on a calibration sample, so the
+realised rate is close to the requested one whatever n is. Rows are generated in fixed-size chunks, each
+from its own child seed, so 1e7 rows take no more memory than the float32 output plus one chunk.
 """
 
 from __future__ import annotations
@@ -65,10 +66,12 @@ def _make_generator(rng: np.random.Generator, dim: int, n_clusters: int) -> Gene
     )
 
 
-def _sample(gen: Generator, rng: np.random.Generator, m: int) -> tuple[np.ndarray, np.ndarray]:
+def _sample(
+    gen: Generator, rng: np.random.Generator, m: int, cluster_std: float
+) -> tuple[np.ndarray, np.ndarray]:
     """m rows: features float32[m, dim] and label scores float32[m]."""
     cluster = rng.choice(len(gen.weights), size=m, p=gen.weights)
-    z = gen.centers[cluster] + rng.standard_normal((m, LATENT_DIM), dtype=np.float32)
+    z = gen.centers[cluster] + cluster_std * rng.standard_normal((m, LATENT_DIM), dtype=np.float32)
     x = np.tanh(z @ gen.w1 + gen.b1) @ gen.w2
     x += NOISE * rng.standard_normal(x.shape, dtype=np.float32)
     projected = z @ gen.u
@@ -76,29 +79,33 @@ def _sample(gen: Generator, rng: np.random.Generator, m: int) -> tuple[np.ndarra
     return x, score
 
 
-def _check(n: int, dim: int, positive_rate: float, n_clusters: int) -> None:
+def _check(n: int, dim: int, positive_rate: float, n_clusters: int, cluster_std: float) -> None:
     if not MIN_N <= n <= MAX_N:
         raise ValueError(f"synthetic: n={n} is out of range; choose n between {MIN_N:,} and {MAX_N:,}")
     if dim < 1 or n_clusters < 1:
         raise ValueError(f"synthetic: dim={dim} and n_clusters={n_clusters} must both be at least 1")
     if not 0.0 < positive_rate < 1.0:
         raise ValueError(f"synthetic: positive_rate={positive_rate} must lie strictly between 0 and 1")
+    if not cluster_std > 0.0:
+        raise ValueError(
+            f"synthetic: cluster_std={cluster_std} must be positive (default 1; 0.3 for clear clusters)"
+        )
 
 
 def generate(
-    n: int, dim: int, positive_rate: float, n_clusters: int, seed: int
+    n: int, dim: int, positive_rate: float, n_clusters: int, seed: int, cluster_std: float = 1.0
 ) -> tuple[np.ndarray, np.ndarray]:
     """n rows of the distribution of `seed`: x float32[n, dim], y int32[n]."""
-    _check(n, dim, positive_rate, n_clusters)
+    _check(n, dim, positive_rate, n_clusters, cluster_std)
     params_seed, calibration_seed, *chunk_seeds = np.random.SeedSequence(seed).spawn(2 + -(-n // CHUNK))
     gen = _make_generator(np.random.default_rng(params_seed), dim, n_clusters)
-    _, calibration = _sample(gen, np.random.default_rng(calibration_seed), N_CALIBRATION)
+    _, calibration = _sample(gen, np.random.default_rng(calibration_seed), N_CALIBRATION, cluster_std)
     threshold = np.quantile(calibration, 1.0 - positive_rate)
     x = np.empty((n, dim), dtype=np.float32)
     y = np.empty(n, dtype=np.int32)
     for start, chunk_seed in zip(range(0, n, CHUNK), chunk_seeds, strict=True):
         stop = min(start + CHUNK, n)
-        x[start:stop], score = _sample(gen, np.random.default_rng(chunk_seed), stop - start)
+        x[start:stop], score = _sample(gen, np.random.default_rng(chunk_seed), stop - start, cluster_std)
         y[start:stop] = score > threshold
     return x, y
 
@@ -110,12 +117,13 @@ def load(
     dim: int = 16,
     positive_rate: float = 0.3,
     n_clusters: int = 32,
+    cluster_std: float = 1.0,
 ) -> Dataset:
     """n rows split 70 / 15 / 15 into train / val / test; x: float32[n_split, dim], y: int32[n_split].
 
     n: 1e3 to 1e7. Deterministic from `seed`. `data_dir` is unused (the data are built in).
     """
-    x, y = generate(int(n), int(dim), float(positive_rate), int(n_clusters), seed)
+    x, y = generate(int(n), int(dim), float(positive_rate), int(n_clusters), seed, float(cluster_std))
     n_train = round(FRACTIONS[0] * len(x))
     n_val = round(FRACTIONS[1] * len(x))
     bounds = [(0, n_train), (n_train, n_train + n_val), (n_train + n_val, len(x))]

@@ -5,7 +5,8 @@ Rounds r = 1..R (cfg.schedule.rounds): graph on the raw features (round 1) or on
 embedding -> BP -> pseudo-labels (hard at threshold tau, or soft) -> a fresh encoder trained on them,
 optionally with the aggregate-embedding bag loss. Beyond the paper: an optional round 0 (warm_start) that
 trains on the bags alone with DLLP or EasyLLP, and the previous encoder's logits as an extra BP unary
-(prior_weight gamma). The last round's encoder is the classifier.
+(prior_weight gamma), first recalibrated on the training bag counts (llp_jax.train.calibration). The last
+round's encoder is the classifier.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from llp_jax.data.dataset import Dataset
 from llp_jax.graph import SimilarityGraph, build_graph
 from llp_jax.methods import dllp, easyllp
 from llp_jax.methods.common import fit_with_loss, fresh_encoder
+from llp_jax.train.calibration import fit_to_counts
 from llp_jax.train.loop import BagBatch, TrainResult, predict
 from llp_jax.train.losses import bag_proportion_bce, instance_bce
 from llp_jax.train.metrics import roc_auc
@@ -65,6 +67,19 @@ def check_schedule(schedule: DictConfig) -> None:
         )
     if schedule.lambda_agg < 0 or schedule.prior_weight < 0:
         raise ValueError("schedule.lambda_agg and schedule.prior_weight must be non-negative")
+
+
+def prior_unary(logits: np.ndarray, bags: Bags, schedule: DictConfig) -> tuple[np.ndarray | None, dict]:
+    """The previous encoder's logits: float32[n] as the BP unary gamma * (scale * logits + shift), the
+    scale and shift fitted to the training bag counts (schedule.calibrate), and what a round logs.
+    None where gamma (schedule.prior_weight) is 0."""
+    if schedule.prior_weight == 0:
+        return None, {}
+    if not schedule.calibrate:
+        return schedule.prior_weight * logits, {}
+    calibration = fit_to_counts(logits, bags)
+    record = {"calibration_scale": calibration.scale, "calibration_shift": calibration.shift}
+    return schedule.prior_weight * calibration.apply(logits), record
 
 
 def timed_graph(z: np.ndarray, graph_options: dict, progress: bool = False) -> tuple[SimilarityGraph, float]:
@@ -132,9 +147,10 @@ def fit(
     if schedule.warm_start != "none":
         result = WARM_STARTS[schedule.warm_start](data, train_bags, val_bags, cfg, seed, _tagged(log, 0))
     for round_index in range(1, schedule.rounds + 1):
+        unary_record = {}
         if result is not None:
             logits, covariates = predict(result.model, x, cfg.train.eval_batch_size)
-            unary = schedule.prior_weight * logits if schedule.prior_weight > 0 else None
+            unary, unary_record = prior_unary(logits, train_bags, schedule)
         graph_options = OmegaConf.to_container(cfg.graph, resolve=True)
         graph, graph_time = timed_graph(covariates, graph_options, cfg.train.progress)
         settings = BPSettings(**OmegaConf.to_container(cfg.bp, resolve=True))
@@ -144,6 +160,7 @@ def fit(
         targets = marginals if schedule.soft_labels else (marginals > schedule.threshold).astype(np.float32)
         members = train_bags.members[train_bags.mask]
         record.update(
+            **unary_record,
             graph_build_s=graph_time,
             predicted_positives=float(targets[members].sum()),
             known_positives=float(train_bags.counts.sum()),

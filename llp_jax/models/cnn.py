@@ -10,7 +10,9 @@ from flax import nnx
 
 
 class CNN(nnx.Module):
-    """Two or more conv-ReLU-maxpool stages, one dense embedding layer, a scalar logit head.
+    """Conv-ReLU stages of stride 2 (each halves height and width), one dense embedding layer, a scalar
+    logit head. Strided convolutions rather than max pooling: XLA's max-pool gradient made a training
+    step 6x slower on the CPU.
 
     x: float32[n, height, width, channels]
     returns (logits float32[n], embedding float32[n, embedding_width])
@@ -33,22 +35,18 @@ class CNN(nnx.Module):
         sizes = [in_channels, *channels]
         self.convs = nnx.List(
             [
-                nnx.Conv(a, b, kernel_size=(3, 3), rngs=rngs)
+                nnx.Conv(a, b, kernel_size=(3, 3), strides=(2, 2), rngs=rngs)
                 for a, b in zip(sizes[:-1], sizes[1:], strict=True)
             ]
         )
         for _ in channels:
-            height, width = height // 2, width // 2
-        if height < 1 or width < 1:
-            raise ValueError(
-                f"{len(channels)} pooling stages shrink a {tuple(feature_shape)} image to nothing"
-            )
+            height, width = -(-height // 2), -(-width // 2)
         self.dense = nnx.Linear(height * width * sizes[-1], embedding_width, rngs=rngs)
         self.head = nnx.Linear(embedding_width, 1, rngs=rngs)
 
     def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
         h = x
         for conv in self.convs:
-            h = nnx.max_pool(jax.nn.relu(conv(h)), window_shape=(2, 2), strides=(2, 2))
+            h = jax.nn.relu(conv(h))
         embedding = jax.nn.relu(self.dense(jnp.reshape(h, (h.shape[0], -1))))
         return self.head(embedding)[:, 0], embedding
