@@ -67,13 +67,44 @@ def predict(model: nnx.Module, x: np.ndarray, batch_size: int = 8192) -> tuple[n
     return np.concatenate(logits), np.concatenate(embeddings)
 
 
-def bags_per_batch(bags: Bags, batch_size: int) -> int:
-    """How many whole bags make a batch of about batch_size instances (at least one bag)."""
-    return int(min(bags.n_bags, max(1, batch_size // bags.max_size)))
+class _Bucket(NamedTuple):
+    """The training bags of one padded width, on the device: members int32[n, width] and their BagBatch;
+    per_batch bags make one batch."""
+
+    members: jax.Array
+    data: BagBatch
+    per_batch: int
+
+
+def bucket_widths(sizes: np.ndarray) -> np.ndarray:
+    """int[n_bags]: the padded width each bag trains at. One width, the largest bag's, unless padding
+    to it would more than double the work (bags of very unequal sizes, as feature bags are); then each
+    bag's size rounded up to a power of two, so that a batch of small bags is not padded to the largest."""
+    widest = int(sizes.max())
+    if 2 * sizes.sum() >= len(sizes) * widest:
+        return np.full(len(sizes), widest)
+    return np.minimum(2 ** np.ceil(np.log2(sizes)).astype(int), widest)
+
+
+def _buckets(bags: Bags, targets: np.ndarray, widths: np.ndarray, batch_size: int) -> list[_Bucket]:
+    """One _Bucket per distinct width, in increasing width; targets: float32[n_rows] instance targets."""
+    buckets = []
+    for width in np.unique(widths):
+        index = np.flatnonzero(widths == width)
+        members = bags.members[index, :width]
+        data = BagBatch(
+            mask=jnp.asarray(bags.mask[index, :width]),
+            proportions=jnp.asarray(bags.proportions[index]),
+            sizes=jnp.asarray(bags.sizes[index]),
+            targets=jnp.asarray(targets[members]),
+        )
+        per_batch = int(min(len(index), max(1, batch_size // width)))
+        buckets.append(_Bucket(jnp.asarray(members), data, per_batch))
+    return buckets
 
 
 def _make_step(graphdef, tx: optax.GradientTransformation, loss: BagLoss):
-    """A jitted optimiser step on the bags bag_index: int32[bags_per_batch], gathered on the device.
+    """A jitted optimiser step on the bags bag_index: int32[per_batch] of one bucket, gathered on the device.
 
     Epochs loop over it on the host rather than in a lax.scan: inside XLA's CPU while loop a convolution
     ran 10x slower than the same step called on its own, and per-step dispatch costs little elsewhere.
@@ -97,11 +128,23 @@ def _make_step(graphdef, tx: optax.GradientTransformation, loss: BagLoss):
     return jax.jit(step)
 
 
-def _batch_order(key: jax.Array, n_bags: int, per_batch: int) -> jax.Array:
-    """A shuffle of the bags cut into int32[n_batches, per_batch]; the n_bags % per_batch left over sit
-    out this epoch."""
-    n_batches = n_bags // per_batch
-    return jax.random.permutation(key, n_bags)[: n_batches * per_batch].reshape(n_batches, per_batch)
+def _epoch_batches(
+    key: jax.Array, widths: np.ndarray, buckets: list[_Bucket]
+) -> list[tuple[int, np.ndarray]]:
+    """One epoch's batches as (bucket, int32[per_batch] bag indices within it), from one shuffle of all
+    bags: each bucket's bags in shuffled order, cut into batches, the batches in the order of their first
+    bag. The bags left over in each bucket (fewer than its per_batch) sit out this epoch."""
+    order = np.asarray(jax.random.permutation(key, len(widths)))
+    local = np.zeros(len(widths), np.int32)
+    batches = []
+    for bucket_index, (width, bucket) in enumerate(zip(np.unique(widths), buckets, strict=True)):
+        in_bucket = widths == width
+        local[in_bucket] = np.arange(in_bucket.sum())
+        positions = np.flatnonzero(in_bucket[order])
+        n_batches = len(positions) // bucket.per_batch
+        for chunk in positions[: n_batches * bucket.per_batch].reshape(n_batches, bucket.per_batch):
+            batches.append((chunk[0], bucket_index, local[order[chunk]]))
+    return [(bucket_index, bag_index) for _, bucket_index, bag_index in sorted(batches, key=lambda b: b[0])]
 
 
 def _selection_score(
@@ -139,18 +182,13 @@ def train_encoder(
     """
     _check_settings(settings, y_val)
     targets = np.zeros(len(x_train), np.float32) if instance_targets is None else instance_targets
-    batch_data = BagBatch(
-        mask=jnp.asarray(train_bags.mask),
-        proportions=jnp.asarray(train_bags.proportions),
-        sizes=jnp.asarray(train_bags.sizes),
-        targets=jnp.asarray(np.asarray(targets, np.float32)[train_bags.members]),
-    )
+    widths = bucket_widths(train_bags.sizes)
+    buckets = _buckets(train_bags, np.asarray(targets, np.float32), widths, settings.batch_size)
     graphdef, params = nnx.split(model)
     tx = optax.adamw(settings.learning_rate, weight_decay=settings.weight_decay)
     opt_state = tx.init(params)
     step_fn = _make_step(graphdef, tx, loss)
-    per_batch = bags_per_batch(train_bags, settings.batch_size)
-    x_device, members = jnp.asarray(x_train), jnp.asarray(train_bags.members)
+    x_device = jnp.asarray(x_train)
 
     best = (np.inf, params, 0)
     history = []
@@ -158,8 +196,11 @@ def train_encoder(
     for epoch in bar:
         start = time.perf_counter()
         step_losses = []
-        for bag_index in _batch_order(jax.random.fold_in(key, epoch), train_bags.n_bags, per_batch):
-            params, opt_state, value = step_fn(params, opt_state, bag_index, x_device, members, batch_data)
+        for bucket_index, bag_index in _epoch_batches(jax.random.fold_in(key, epoch), widths, buckets):
+            bucket = buckets[bucket_index]
+            params, opt_state, value = step_fn(
+                params, opt_state, bag_index, x_device, bucket.members, bucket.data
+            )
             step_losses.append(value)
         train_loss = float(jnp.mean(jnp.stack(step_losses)))
         if not np.isfinite(train_loss):
