@@ -1,0 +1,43 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPORT = Path(__file__).parents[1] / "scripts" / "report.py"
+
+
+def write_run(folder: Path, method: str, bag_size: int, seed: int, val_bag_loss: float, test_auc: float):
+    run = folder / f"{method}_bag{bag_size}_seed{seed}"
+    run.mkdir(parents=True)
+    summary = {"dataset": "adult", "method": method, "bag_size": bag_size, "seed": seed}
+    summary |= {"val_bag_loss": val_bag_loss, "test_auc": test_auc}
+    (run / "metrics.json").write_text(json.dumps(summary))
+
+
+def test_variants_are_chosen_on_the_validation_bags_and_named(tmp_path):
+    default, plain = tmp_path / "default", tmp_path / "plain"
+    write_run(default, "llp_bp", 512, 0, val_bag_loss=0.50, test_auc=0.80)
+    write_run(plain, "llp_bp", 512, 0, val_bag_loss=0.60, test_auc=0.99)  # better test AUC, not chosen
+    write_run(default, "llp_bp", 512, 1, val_bag_loss=0.70, test_auc=0.70)
+    write_run(plain, "llp_bp", 512, 1, val_bag_loss=0.40, test_auc=0.60)
+    write_run(default, "dllp", 512, 0, val_bag_loss=0.50, test_auc=0.75)
+    args = [sys.executable, str(REPORT), str(default), str(plain), "--out", str(tmp_path / "table")]
+    printed = subprocess.run(args, capture_output=True, text=True, check=True).stdout
+    table = json.loads((tmp_path / "table.json").read_text())
+    assert table["adult/llp_bp"]["512"] == [0.80, 0.60]
+    assert table["adult/dllp"]["512"] == [0.75]
+    assert "| adult | llp_bp | 0.700 ± 0.141 (n=2) |" in printed
+    assert "- llp_bp, adult, bag 512: default 1, plain 1" in printed
+    assert "dllp, adult" not in printed.split("Variants")[1]
+    assert (tmp_path / "table.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("folder", ["empty", "missing"])
+def test_a_folder_without_runs_is_a_clear_error(tmp_path, folder):
+    (tmp_path / "empty").mkdir()
+    out = subprocess.run(
+        [sys.executable, str(REPORT), str(tmp_path / folder)], capture_output=True, text=True
+    )
+    assert out.returncode != 0 and "no metrics.json under" in out.stderr
