@@ -1,7 +1,7 @@
 """Recalibrating logits on bag counts alone: no instance label is used.
 
-An encoder trained on large bags ranks instances well but squeezes its logits towards the prior (DLLP
-and EasyLLP on adult at bag 512: logit standard deviation 0.1, where the labels call for about 1.3).
+An encoder trained on large bags ranks instances well but squeezes its logits towards the prior
+(EasyLLP on adult at bag 512: logit standard deviation 0.1, where the labels call for about 1.3).
 Used as a BP unary, such logits carry almost no weight. `fit_to_counts` finds the affine map
 l -> scale * l + shift under which the bag counts are most likely, treating the members as independent
 Bernoulli(sigmoid(scale * l_i + shift)); the count of bag b is then approximately Gaussian with mean
