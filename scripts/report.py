@@ -94,6 +94,7 @@ def plot(table, metric: str, path: Path) -> None:
             axis.plot(sizes, means, marker="o", label=method)
         axis.set(xscale="log", xlabel="bag size", ylabel=metric, title=dataset)
         axis.set_xticks(sizes, [str(s) for s in sizes])
+        axis.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
         axis.grid(alpha=0.3)
         axis.legend()
     figure.tight_layout()
