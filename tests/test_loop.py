@@ -30,7 +30,10 @@ def test_an_epoch_uses_each_bag_at_most_once_and_batches_bags_of_one_width():
     widths = bucket_widths(bags.sizes)
     buckets = _buckets(bags, np.zeros(sizes.sum(), np.float32), widths, batch_size=64)
     global_index = [np.flatnonzero(widths == width) for width in np.unique(widths)]
-    batches = _epoch_batches(jax.random.key(0), widths, buckets)
+    assert all(
+        np.array_equal(bucket.index, index) for bucket, index in zip(buckets, global_index, strict=True)
+    )
+    batches = _epoch_batches(jax.random.key(0), len(sizes), buckets)
     used = np.concatenate([global_index[b][index] for b, index in batches])
     assert len(used) == len(set(used.tolist()))
     for bucket_index, bucket in enumerate(buckets):
@@ -42,5 +45,5 @@ def test_an_epoch_uses_each_bag_at_most_once_and_batches_bags_of_one_width():
             np.asarray(bucket.members)[np.asarray(bucket.data.mask)],
             bags.members[global_index[bucket_index]][bags.mask[global_index[bucket_index]]],
         )
-    other_epoch = _epoch_batches(jax.random.key(1), widths, buckets)
+    other_epoch = _epoch_batches(jax.random.key(1), len(sizes), buckets)
     assert [b for b, _ in other_epoch] != [b for b, _ in batches]

@@ -68,9 +68,10 @@ def predict(model: nnx.Module, x: np.ndarray, batch_size: int = 8192) -> tuple[n
 
 
 class _Bucket(NamedTuple):
-    """The training bags of one padded width, on the device: members int32[n, width] and their BagBatch;
-    per_batch bags make one batch."""
+    """The training bags of one padded width: index int[n] (which bags), their members int32[n, width] and
+    BagBatch on the device; per_batch bags make one batch."""
 
+    index: np.ndarray
     members: jax.Array
     data: BagBatch
     per_batch: int
@@ -99,7 +100,7 @@ def _buckets(bags: Bags, targets: np.ndarray, widths: np.ndarray, batch_size: in
             targets=jnp.asarray(targets[members]),
         )
         per_batch = int(min(len(index), max(1, batch_size // width)))
-        buckets.append(_Bucket(jnp.asarray(members), data, per_batch))
+        buckets.append(_Bucket(index, jnp.asarray(members), data, per_batch))
     return buckets
 
 
@@ -128,22 +129,18 @@ def _make_step(graphdef, tx: optax.GradientTransformation, loss: BagLoss):
     return jax.jit(step)
 
 
-def _epoch_batches(
-    key: jax.Array, widths: np.ndarray, buckets: list[_Bucket]
-) -> list[tuple[int, np.ndarray]]:
+def _epoch_batches(key: jax.Array, n_bags: int, buckets: list[_Bucket]) -> list[tuple[int, np.ndarray]]:
     """One epoch's batches as (bucket, int32[per_batch] bag indices within it), from one shuffle of all
     bags: each bucket's bags in shuffled order, cut into batches, the batches in the order of their first
     bag. The bags left over in each bucket (fewer than its per_batch) sit out this epoch."""
-    order = np.asarray(jax.random.permutation(key, len(widths)))
-    local = np.zeros(len(widths), np.int32)
+    position = np.empty(n_bags, np.int64)
+    position[np.asarray(jax.random.permutation(key, n_bags))] = np.arange(n_bags)
     batches = []
-    for bucket_index, (width, bucket) in enumerate(zip(np.unique(widths), buckets, strict=True)):
-        in_bucket = widths == width
-        local[in_bucket] = np.arange(in_bucket.sum())
-        positions = np.flatnonzero(in_bucket[order])
-        n_batches = len(positions) // bucket.per_batch
-        for chunk in positions[: n_batches * bucket.per_batch].reshape(n_batches, bucket.per_batch):
-            batches.append((chunk[0], bucket_index, local[order[chunk]]))
+    for bucket_index, bucket in enumerate(buckets):
+        shuffled = np.argsort(position[bucket.index]).astype(np.int32)
+        n_batches = len(shuffled) // bucket.per_batch
+        for chunk in shuffled[: n_batches * bucket.per_batch].reshape(n_batches, bucket.per_batch):
+            batches.append((position[bucket.index[chunk[0]]], bucket_index, chunk))
     return [(bucket_index, bag_index) for _, bucket_index, bag_index in sorted(batches, key=lambda b: b[0])]
 
 
@@ -196,7 +193,9 @@ def train_encoder(
     for epoch in bar:
         start = time.perf_counter()
         step_losses = []
-        for bucket_index, bag_index in _epoch_batches(jax.random.fold_in(key, epoch), widths, buckets):
+        for bucket_index, bag_index in _epoch_batches(
+            jax.random.fold_in(key, epoch), train_bags.n_bags, buckets
+        ):
             bucket = buckets[bucket_index]
             params, opt_state, value = step_fn(
                 params, opt_state, bag_index, x_device, bucket.members, bucket.data
