@@ -162,7 +162,8 @@ class ScheduleConfig:
     """LLP-BP rounds. rounds: R; threshold: tau for hard pseudo-labels; soft_labels: train on the marginals;
     lambda_agg: weight of the aggregate-embedding bag loss (0 = off); warm_start: none | dllp | easyllp,
     a round 0 on the bags alone; prior_weight: gamma, the weight of the previous encoder's logits as a BP
-    unary (0 = off); calibrate: rescale those logits to the training bag counts first (no labels used).
+    unary (0 = off); calibrate: rescale those logits to the training bag counts first, and the final
+    encoder's logit head likewise (no labels used).
     The embedding is the hidden layer model.embedding_layer. Defaults (with bp.lambda_s = 1 in
     configs/bp/count.yaml): the variant that the validation bags chose in 21 of 30 runs on adult and bank
     marketing; the paper's plain rounds are warm_start=none prior_weight=0 bp.lambda_s=10."""

@@ -3,8 +3,14 @@ import json
 import numpy as np
 import pytest
 from conftest import FAST
+from flax import nnx
 
+from llp_jax.data.bags import random_bags
 from llp_jax.experiment import run_experiment
+from llp_jax.methods.llp_bp import calibrate_head
+from llp_jax.models import MLP
+from llp_jax.train.calibration import fit_to_counts
+from llp_jax.train.loop import predict
 
 LLP_BP = [*FAST, "method=llp_bp", "bp.max_iters=20"]
 
@@ -27,6 +33,7 @@ def test_rounds_write_their_metrics(rounds, compose_config, tmp_path):
     epochs = [r for r in records if "epoch" in r]
     assert sorted({r["round"] for r in epochs}) == list(range(0, rounds + 1))  # round 0: the warm start
     assert summary["method"] == "llp_bp" and (tmp_path / "metrics.json").exists()
+    assert [r["event"] for r in records if r.get("event") == "output_calibration"] == ["output_calibration"]
 
 
 def test_dllp_warm_start_soft_labels_and_bag_loss(compose_config, tmp_path):
@@ -72,3 +79,17 @@ def test_beats_dllp_at_bag_256_on_clearly_clustered_data(compose_config, tmp_pat
         ]
         auc[method] = np.mean([run["test_auc"] for run in runs])
     assert auc["llp_bp"] > auc["dllp"] + 0.05, auc
+
+
+def test_calibrate_head_makes_the_logits_fit_the_bag_counts():
+    model = MLP(4, [8], rngs=nnx.Rngs(0))
+    x = np.random.default_rng(0).standard_normal((20_000, 4)).astype(np.float32)
+    before, _ = predict(model, x)
+    rng = np.random.default_rng(1)
+    labels = (rng.random(len(x)) < 1 / (1 + np.exp(-(3.0 * before - 0.5)))).astype(np.int32)
+    bags = random_bags(len(x), 32, labels, seed=2)
+    applied = calibrate_head(model, x, bags, batch_size=4096)
+    after, _ = predict(model, x)
+    np.testing.assert_allclose(after, applied["scale"] * before + applied["shift"], rtol=1e-4, atol=1e-4)
+    refit = fit_to_counts(after, bags)
+    assert refit.scale == pytest.approx(1.0, rel=1e-2) and refit.shift == pytest.approx(0.0, abs=1e-2)

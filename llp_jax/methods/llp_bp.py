@@ -180,7 +180,26 @@ def fit(
             targets,
             model=_round_encoder(data, train_bags, cfg, round_seed),
         )
-    return result._replace(model=getattr(result.model, "encoder", result.model))
+    encoder = getattr(result.model, "encoder", result.model)
+    if schedule.calibrate:
+        log(
+            {
+                "event": "output_calibration",
+                **calibrate_head(encoder, x, train_bags, cfg.train.eval_batch_size),
+            }
+        )
+    return result._replace(model=encoder)
+
+
+def calibrate_head(encoder: nnx.Module, x: np.ndarray, bags: Bags, batch_size: int) -> dict:
+    """Rescale the encoder's logit head in place so that its logits on x fit the bag counts (trained on hard
+    pseudo-labels, the last round's encoder is overconfident); the ranking is unchanged. Returns the scale
+    and shift applied."""
+    logits, _ = predict(encoder, x, batch_size)
+    calibration = fit_to_counts(logits, bags)
+    encoder.head.kernel[...] = encoder.head.kernel[...] * calibration.scale
+    encoder.head.bias[...] = encoder.head.bias[...] * calibration.scale + calibration.shift
+    return {"scale": calibration.scale, "shift": calibration.shift}
 
 
 def _round_encoder(data: Dataset, train_bags: Bags, cfg: DictConfig, seed: int) -> nnx.Module:
