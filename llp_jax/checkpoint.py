@@ -7,34 +7,43 @@ from pathlib import Path
 
 import orbax.checkpoint as ocp
 from flax import nnx
-from omegaconf import OmegaConf
 
-from llp_jax.models import make_encoder
+from llp_jax.models import MODELS, Encoder, make_encoder, model_name
 
 CHECKPOINT_DIR = "encoder"
+# Beside the orbax folder: what rebuilds the module the state belongs to.
+METADATA_FILE = "encoder.json"
 
 
-def save_encoder(model: nnx.Module, run_dir: str | Path) -> Path:
-    """Write the encoder's state to run_dir/encoder (an orbax checkpoint); returns that path."""
-    path = Path(run_dir).resolve() / CHECKPOINT_DIR
+def save_encoder(model: Encoder, run_dir: str | Path) -> Path:
+    """Write the encoder's state to run_dir/encoder (an orbax checkpoint) and its model name, settings and
+    feature_shape to run_dir/encoder.json; returns the checkpoint's path."""
+    run_dir = Path(run_dir).resolve()
+    metadata = {
+        "model": model_name(model.settings),
+        "settings": model.settings._asdict(),
+        "feature_shape": list(model.feature_shape),
+    }
+    (run_dir / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
     checkpointer = ocp.StandardCheckpointer()
-    checkpointer.save(path, nnx.state(model), force=True)
+    checkpointer.save(run_dir / CHECKPOINT_DIR, nnx.state(model), force=True)
     checkpointer.wait_until_finished()
-    return path
+    return run_dir / CHECKPOINT_DIR
 
 
-def load_encoder(run_dir: str | Path) -> nnx.Module:
-    """The encoder a finished run saved, rebuilt from its config_resolved.yaml and metrics.json.
+def load_encoder(run_dir: str | Path) -> Encoder:
+    """The encoder a finished run saved, rebuilt from its encoder.json and orbax state.
 
     Use it like any encoder: logits, embedding = load_encoder(run_dir)(x).
     """
     run_dir = Path(run_dir).resolve()
-    for name in ("config_resolved.yaml", "metrics.json", CHECKPOINT_DIR):
+    for name in (METADATA_FILE, CHECKPOINT_DIR):
         if not (run_dir / name).exists():
             raise FileNotFoundError(f"{run_dir / name} is missing; give the folder of a finished run")
-    cfg = OmegaConf.load(run_dir / "config_resolved.yaml")
-    feature_shape = tuple(json.loads((run_dir / "metrics.json").read_text())["feature_shape"])
-    model = make_encoder(cfg.model, feature_shape, seed=0)
-    graphdef, abstract_state = nnx.split(model)
+    metadata = json.loads((run_dir / METADATA_FILE).read_text())
+    settings = MODELS[metadata["model"]].settings(**metadata["settings"])
+    # Shapes only: the restored state replaces every parameter.
+    abstract = nnx.eval_shape(lambda: make_encoder(settings, metadata["feature_shape"], rngs=0))
+    graphdef, abstract_state = nnx.split(abstract)
     state = ocp.StandardCheckpointer().restore(run_dir / CHECKPOINT_DIR, abstract_state)
     return nnx.merge(graphdef, state)

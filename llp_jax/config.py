@@ -1,17 +1,36 @@
-"""Configuration schemas, registered in Hydra's ConfigStore so that a mistyped key fails loudly.
+"""The application layer's configuration: Hydra schemas derived from the settings types the subsystems
+own, and the one place a composed config becomes typed, checked settings.
 
-The YAML files under configs/ pick these schemas in their defaults lists and set values only.
+    register_configs()            # every schema into Hydra's ConfigStore (configs/ picks them)
+    run = resolve(cfg)            # RunSettings: typed, checked before any data is loaded
+
+Schemas are derived (`schema_of`) from the subsystems' settings types, so that each default lives in
+one place: BaggingSettings (data/bags.py), MLPSettings and CNNSettings (models/), TrainSettings
+(train/settings.py), and each registered method's settings (methods/): the fields a method adds to
+FitSettings are config groups of their own (llp_bp: graph, bp, schedule), composed only by that method's
+yaml. Choice fields are Enums, so a mistyped choice (`bp.bag_factor=cliq`) fails when the config is
+composed. Dataset schemas mirror their loaders' keyword arguments (a test holds them equal).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import os
+import types
+import typing
 from dataclasses import dataclass, field, make_dataclass
-from typing import Any, get_type_hints
+from typing import Any, NamedTuple
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from omegaconf import MISSING, DictConfig, OmegaConf
 
-from llp_jax.bp import BPSettings
+from llp_jax.data import LOADERS, BaggingSettings
+from llp_jax.methods import METHODS, FitSettings
+from llp_jax.models import MODELS
+from llp_jax.train.settings import TrainSettings
+
+# ----------------------------------------------------------------------------------------------------
+# Datasets: the loaders' keyword arguments (less data_dir and seed), as config fields.
 
 
 @dataclass
@@ -63,118 +82,16 @@ class FilesConfig(DatasetConfig):
     label_column: str = "label"
     feature_columns: list[str] | None = None
     categorical_columns: list[str] = field(default_factory=list)
+    val_fraction: float = 0.1
 
 
-@dataclass
-class BaggingConfig:
-    """How training and validation rows are grouped into bags (kind: random | feature | given)."""
-
-    kind: str = "random"
-    bag_size: int = 32
-    drop_last: bool = False
-    columns: list[str] = field(default_factory=list)
-    min_size: int = 8
-    max_size: int = 4096
-
-
-@dataclass
-class ModelConfig:
-    name: str = MISSING
-
-
-@dataclass
-class MLPConfig(ModelConfig):
-    name: str = "mlp"
-    widths: list[int] = field(default_factory=lambda: [256, 128, 64])
-    embedding_layer: int = -1
-
-
-@dataclass
-class CNNConfig(ModelConfig):
-    name: str = "cnn"
-    channels: list[int] = field(default_factory=lambda: [32, 64])
-    embedding_width: int = 128
-
-
-@dataclass
-class TrainConfig:
-    """AdamW over batches of whole bags; `batch_size` counts instances (at least one bag per batch).
-
-    select_on: val_bags (default: the validation bags' proportion loss) or val_instances (validation
-    instance labels, as the paper's code did; logged as such). Training stops after `patience` epochs
-    without improvement; at large bags the validation signal is weak and long patience pays.
-    """
-
-    epochs: int = 100
-    batch_size: int = 1024
-    learning_rate: float = 1e-3
-    weight_decay: float = 1e-4
-    patience: int = 10
-    select_on: str = "val_bags"
-    eval_batch_size: int = 8192
-    progress: bool = True
-
-
-@dataclass
-class MethodConfig:
-    name: str = MISSING
-
-
-@dataclass
-class LLPBPMethodConfig(MethodConfig):
-    """LLP-BP: its settings live in the groups graph, bp and schedule."""
-
-    name: str = "llp_bp"
-
-
-@dataclass
-class GraphConfig:
-    """The kNN similarity graph (llp_jax.graph.build_graph): neighbours by `metric`, weights by `kernel`
-    of the `weight_distance` (None: the metric's distance); lengthscale a number or "median".
-    Default as DESIGN.md and the paper's code: cosine neighbours, w = exp(-||z_i - z_j||)."""
-
-    k: int = 5
-    metric: str = "cosine"
-    kernel: str = "matern12"
-    lengthscale: Any = 1.0
-    weight_distance: str | None = "euclidean"
-    prune_distance: float | None = None
-    max_block_bytes: int = 256 * 2**20
-
-
-def schema_of(settings: type, name: str, doc: str) -> type:
-    """A dataclass schema with the fields, types and defaults of a settings NamedTuple, so that the
-    defaults live in one place."""
-    hints = get_type_hints(settings)
-    fields = [(key, hints[key], field(default=value)) for key, value in settings._field_defaults.items()]
-    schema = make_dataclass(name, fields)
-    schema.__doc__ = doc
-    return schema
-
-
-BPConfig = schema_of(
-    BPSettings, "BPConfig", "Loopy BP settings (llp_jax.bp.BPSettings): bag_factor count | gaussian | clique."
-)
-
-
-@dataclass
-class ScheduleConfig:
-    """LLP-BP rounds. rounds: R; threshold: tau for hard pseudo-labels; soft_labels: train on the marginals;
-    lambda_agg: weight of the aggregate-embedding bag loss (0 = off); warm_start: none | dllp | easyllp,
-    a round 0 on the bags alone; prior_weight: gamma, the weight of the previous encoder's logits as a BP
-    unary (0 = off); calibrate: rescale those logits to the training bag counts first, and the final
-    encoder's logit head likewise (no labels used).
-    The embedding is the hidden layer model.embedding_layer. Defaults (with bp.lambda_s = 1 in
-    configs/bp/count.yaml): the variant that the validation bags chose in 21 of 30 runs on adult and bank
-    marketing; the paper's plain rounds are warm_start=none prior_weight=0 bp.lambda_s=10."""
-
-    rounds: int = 2
-    threshold: float = 0.5
-    soft_labels: bool = False
-    lambda_agg: float = 0.0
-    warm_start: str = "easyllp"
-    prior_weight: float = 1.0
-    calibrate: bool = True
+DATASET_SCHEMAS = {
+    "synthetic": SyntheticConfig,
+    "bank_marketing": BankMarketingConfig,
+    "adult": AdultConfig,
+    "fashion_mnist": FashionMnistConfig,
+    "files": FilesConfig,
+}
 
 
 @dataclass
@@ -188,47 +105,190 @@ class LoggerConfig:
 
 
 @dataclass
-class Config:
-    seed: int = 0
-    dataset: Any = MISSING
-    bagging: BaggingConfig = field(default_factory=BaggingConfig)
-    model: Any = MISSING
-    train: TrainConfig = field(default_factory=TrainConfig)
-    method: Any = MISSING
-    logger: LoggerConfig = field(default_factory=LoggerConfig)
-    graph: GraphConfig = field(default_factory=GraphConfig)
-    bp: BPConfig = field(default_factory=BPConfig)
-    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+class MethodConfig:
+    """The method's name; its own settings groups (llp_bp: graph, bp, schedule) sit beside it."""
+
+    name: str = MISSING
 
 
-SCHEMAS = {
-    "dataset": {
-        "synthetic": SyntheticConfig,
-        "bank_marketing": BankMarketingConfig,
-        "adult": AdultConfig,
-        "fashion_mnist": FashionMnistConfig,
-        "files": FilesConfig,
-    },
-    "bagging": {"default": BaggingConfig},
-    "model": {"mlp": MLPConfig, "cnn": CNNConfig},
-    "train": {"default": TrainConfig},
-    "method": {
-        "supervised": MethodConfig,
-        "dllp": MethodConfig,
-        "easyllp": MethodConfig,
-        "llp_bp": LLPBPMethodConfig,
-    },
-    "logger": {"default": LoggerConfig},
-    "graph": {"default": GraphConfig},
-    "bp": {"default": BPConfig},
-    "schedule": {"default": ScheduleConfig},
-}
+# ----------------------------------------------------------------------------------------------------
+# Schemas derived from settings types.
+
+
+def _schema_type(hint: Any) -> Any:
+    """The OmegaConf-compatible form of a settings field's type: tuple[X, ...] -> list[X]; a union other
+    than X | None -> Any (OmegaConf types only Optional unions); settings types -> their schema."""
+    origin = typing.get_origin(hint)
+    if origin is tuple:
+        return list[typing.get_args(hint)[0]]
+    if origin in (typing.Union, types.UnionType):
+        args = [arg for arg in typing.get_args(hint) if arg is not type(None)]
+        if len(args) == 1 and len(typing.get_args(hint)) == 2:
+            return _schema_type(args[0]) | None
+        return Any
+    if _is_settings(hint):
+        return schema_of(hint)
+    return hint
+
+
+def _is_settings(hint: Any) -> bool:
+    return isinstance(hint, type) and (hasattr(hint, "_field_defaults") or dataclasses.is_dataclass(hint))
+
+
+def _defaults(settings: type) -> dict[str, Any]:
+    """Field -> default (MISSING where there is none) of a settings NamedTuple or dataclass."""
+    if hasattr(settings, "_field_defaults"):
+        return {name: settings._field_defaults.get(name, MISSING) for name in settings._fields}
+    return {
+        f.name: MISSING if f.default is dataclasses.MISSING else f.default
+        for f in dataclasses.fields(settings)
+    }
+
+
+def _field(hint: Any, default: Any) -> Any:
+    """A dataclass field of the schema type of `hint` with `default` in schema form."""
+    if _is_settings(hint):
+        schema = schema_of(hint)
+        if default is MISSING:
+            return field(default_factory=schema)
+        values = {name: _to_schema_value(getattr(default, name)) for name in _defaults(hint)}
+        return field(default_factory=lambda: schema(**values))
+    default = _to_schema_value(default)
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default))
+    return field(default=default)
+
+
+def _to_schema_value(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+_SCHEMAS: dict[type, type] = {}
+
+
+def schema_of(settings: type, name_field: str | None = None, skip: tuple[str, ...] = ()) -> type:
+    """A Hydra schema (dataclass) with the fields, types and defaults of a settings NamedTuple or
+    dataclass, so that the defaults live in one place. name_field: prepend `name: str = name_field`
+    (config groups whose choice is named in the config, e.g. model.name); skip: fields left out."""
+    cache_key = (settings, name_field, skip)
+    if cache_key in _SCHEMAS:
+        return _SCHEMAS[cache_key]
+    hints = typing.get_type_hints(settings)
+    fields = [("name", str, field(default=name_field))] if name_field else []
+    fields += [
+        (key, _schema_type(hints[key]), _field(hints[key], default))
+        for key, default in _defaults(settings).items()
+        if key not in skip
+    ]
+    schema = make_dataclass(f"{settings.__name__}Schema", fields)
+    schema.__doc__ = settings.__doc__
+    _SCHEMAS[cache_key] = schema
+    return schema
+
+
+def settings_from(settings: type, node: Any) -> Any:
+    """The settings NamedTuple or dataclass `settings` from a config node (lists become tuples, nested
+    settings are built likewise); keys the type does not have (a `name`) are ignored."""
+    hints = typing.get_type_hints(settings)
+    values = {}
+    for key in _defaults(settings):
+        if key not in node:
+            continue
+        value = node[key]
+        if _is_settings(hints[key]):
+            value = settings_from(hints[key], value)
+        elif isinstance(value, list | tuple) or OmegaConf.is_list(value):
+            value = tuple(value)
+        values[key] = value
+    return settings(**values)
+
+
+def method_groups(method: str) -> dict[str, type]:
+    """The config groups a method reads beyond model and train: field name -> settings type."""
+    settings = METHODS[method].settings
+    base = {f.name for f in dataclasses.fields(FitSettings)}
+    hints = typing.get_type_hints(settings)
+    return {f.name: hints[f.name] for f in dataclasses.fields(settings) if f.name not in base}
+
+
+def schemas() -> dict[str, dict[str, type]]:
+    """group -> {schema name -> schema}: every schema of every registered extension."""
+    groups: dict[str, dict[str, type]] = {
+        "dataset": DATASET_SCHEMAS,
+        "bagging": {"default": schema_of(BaggingSettings)},
+        "model": {name: schema_of(spec.settings, name_field=name) for name, spec in MODELS.items()},
+        "train": {"default": schema_of(TrainSettings)},
+        "method": {"default": MethodConfig},
+        "logger": {"default": LoggerConfig},
+    }
+    for method in METHODS:
+        for group, settings in method_groups(method).items():
+            schema = schema_of(settings)
+            known = groups.setdefault(group, {"default": schema})["default"]
+            if known is not schema:
+                raise ValueError(f"config group {group!r} is read with two settings types by the methods")
+    return groups
 
 
 def register_configs() -> None:
-    """Store every schema as `<group>/schema_<name>` and the top level as `schema`."""
+    """Store every schema as `<group>/schema_<name>`."""
     store = ConfigStore.instance()
-    store.store(name="schema", node=Config)
-    for group, schemas in SCHEMAS.items():
-        for name, node in schemas.items():
+    for group, named in schemas().items():
+        for name, node in named.items():
             store.store(group=group, name=f"schema_{name}", node=node)
+
+
+# ----------------------------------------------------------------------------------------------------
+# A composed config as typed, checked settings.
+
+
+class DatasetChoice(NamedTuple):
+    """name: a key of llp_jax.data.LOADERS; data_dir; options: the loader's other keyword arguments."""
+
+    name: str
+    data_dir: str | os.PathLike | None
+    options: dict[str, Any]
+
+
+class RunSettings(NamedTuple):
+    """Everything a run reads, typed: seed (>= 0), dataset, bagging, the method's name and settings
+    (FitSettings or the method's subclass) and the logger config."""
+
+    seed: int
+    dataset: DatasetChoice
+    bagging: BaggingSettings
+    method_name: str
+    method: FitSettings
+    logger: LoggerConfig
+
+
+def resolve(cfg: DictConfig) -> RunSettings:
+    """The composed config as RunSettings, every setting checked (ValueError naming the key and the fix)
+    before any data is loaded or anything trains."""
+    seed = cfg.seed
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed={seed!r}; expected a non-negative integer, e.g. seed=0")
+    name = cfg.method.name
+    if name not in METHODS:
+        raise ValueError(f"method={name!r} is not known; choose one of {sorted(METHODS)}")
+    if cfg.model.name not in MODELS:
+        raise ValueError(f"model={cfg.model.name!r} is not known; choose one of {sorted(MODELS)}")
+    groups = {key: settings_from(settings, cfg[key]) for key, settings in method_groups(name).items()}
+    method = METHODS[name].settings(
+        model=settings_from(MODELS[cfg.model.name].settings, cfg.model),
+        train=settings_from(TrainSettings, cfg.train),
+        **groups,
+    )
+    method.check()
+    dataset = OmegaConf.to_container(cfg.dataset, resolve=True)
+    if dataset["name"] not in LOADERS:
+        raise ValueError(f"dataset={dataset['name']!r} is not known; choose one of {sorted(LOADERS)}")
+    options = {key: value for key, value in dataset.items() if key not in ("name", "data_dir")}
+    return RunSettings(
+        seed=seed,
+        dataset=DatasetChoice(dataset["name"], dataset["data_dir"], options),
+        bagging=settings_from(BaggingSettings, cfg.bagging),
+        method_name=name,
+        method=method,
+        logger=OmegaConf.to_object(cfg.logger),
+    )

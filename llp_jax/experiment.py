@@ -5,67 +5,64 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import jax
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from llp_jax.checkpoint import save_encoder
+from llp_jax.config import RunSettings, resolve
 from llp_jax.data import load_dataset, make_bags
+from llp_jax.data.bags import Bags
 from llp_jax.data.dataset import Dataset
 from llp_jax.methods import METHODS
+from llp_jax.streams import stream_key, stream_seed
 from llp_jax.train.loop import predict
 from llp_jax.train.metrics import classification_metrics
 from llp_jax.writers import MetricsWriter
 
-# Seeds of the independent random streams of one run, offset from the config's seed.
-TRAIN_BAGS_STREAM, VAL_BAGS_STREAM = 1_000, 2_000
 
-
-def build_bags(data: Dataset, bagging: DictConfig, seed: int):
-    """(train_bags, val_bags) from the bagging config; validation bags are built like training bags."""
-    options = dict(
-        kind=bagging.kind,
-        bag_size=bagging.bag_size,
-        drop_last=bagging.drop_last,
-        columns=tuple(bagging.columns),
-        min_size=bagging.min_size,
-        max_size=bagging.max_size,
-    )
+def build_bags(data: Dataset, run: RunSettings) -> tuple[Bags, Bags]:
+    """(train_bags, val_bags) by run.bagging, from the streams "train_bags" and "val_bags" of the seed;
+    validation bags are built like training bags."""
     train = make_bags(
-        data.train, seed=seed + TRAIN_BAGS_STREAM, counts=data.given_counts.get("train"), **options
+        data.train, run.bagging, stream_seed(run.seed, "train_bags"), data.given_counts.get("train")
     )
-    val = make_bags(data.val, seed=seed + VAL_BAGS_STREAM, counts=data.given_counts.get("val"), **options)
+    val = make_bags(data.val, run.bagging, stream_seed(run.seed, "val_bags"), data.given_counts.get("val"))
     return train, val
 
 
 def run_experiment(cfg: DictConfig, run_dir: str | Path) -> dict:
-    """Run the method of `cfg` and return the final summary, also written to run_dir/metrics.json."""
+    """Run the method of `cfg` and return the final summary, also written to run_dir/metrics.json.
+    The config is resolved and checked (llp_jax.config.resolve) before any data is loaded."""
     start = time.perf_counter()
-    if cfg.method.name not in METHODS:
-        raise ValueError(f"method={cfg.method.name!r} is not known; choose one of {sorted(METHODS)}")
+    run = resolve(cfg)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config_resolved.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-    dataset_options = {
-        k: v for k, v in OmegaConf.to_container(cfg.dataset).items() if k not in ("name", "data_dir")
-    }
-    data = load_dataset(cfg.dataset.name, data_dir=cfg.dataset.data_dir, seed=cfg.seed, **dataset_options)
-    train_bags, val_bags = build_bags(data, cfg.bagging, cfg.seed)
+    data = load_dataset(
+        run.dataset.name,
+        data_dir=run.dataset.data_dir,
+        seed=stream_seed(run.seed, "split"),
+        **run.dataset.options,
+    )
+    train_bags, val_bags = build_bags(data, run)
     wandb_settings = None
-    if cfg.logger.wandb:
-        wandb_settings = {"project": cfg.logger.project, "entity": cfg.logger.entity, "mode": cfg.logger.mode}
+    if run.logger.wandb:
+        wandb_settings = {"project": run.logger.project, "entity": run.logger.entity, "mode": run.logger.mode}
     writer = MetricsWriter(run_dir, wandb_settings, OmegaConf.to_container(cfg, resolve=True))
-    result = METHODS[cfg.method.name](data, train_bags, val_bags, cfg, cfg.seed, writer.log)
+    key = stream_key(jax.random.key(run.seed), "method")
+    result = METHODS[run.method_name].fit(data, train_bags, val_bags, run.method, key, writer.log)
     save_encoder(result.model, run_dir)
-    test_logits, _ = predict(result.model, data.test.x, cfg.train.eval_batch_size)
+    test_logits, _ = predict(result.model, data.test.x, run.method.train.eval_batch_size)
     summary = {
-        "method": cfg.method.name,
-        "dataset": cfg.dataset.name,
-        "bagging": cfg.bagging.kind,
-        "bag_size": cfg.bagging.bag_size
-        if cfg.bagging.kind == "random"
+        "method": run.method_name,
+        "dataset": run.dataset.name,
+        "bagging": str(run.bagging.kind),
+        "bag_size": run.bagging.bag_size
+        if run.bagging.kind == "random"
         else round(np.mean(train_bags.sizes)),
         "mean_bag_size": float(np.mean(train_bags.sizes)),
-        "seed": cfg.seed,
+        "seed": run.seed,
         **classification_metrics(data.test.y, test_logits, "test"),
         "n_train": int(train_bags.sizes.sum()),
         "feature_shape": list(data.feature_shape),
@@ -74,7 +71,7 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path) -> dict:
         "best_epoch": result.best_epoch,
         "val_bag_loss": result.history[result.best_epoch - 1]["val_bag_loss"],
         "epochs_run": len(result.history),
-        "selection": result.selection,
+        "selection": str(result.selection),
         "wall_time_s": time.perf_counter() - start,
     }
     writer.finish(summary)

@@ -10,7 +10,7 @@ steady-state run time of `--iters` iterations (early stop off), with `block_unti
 
 --pgmax also times PGMax 0.6.1 (the paper's BP library) on the identical factor graph in clique mode. It
 is a benchmark opponent only: install it in the benchmark's own environment, e.g.
-    python -m venv /tmp/pgmax-venv && /tmp/pgmax-venv/bin/pip install jax numpy tqdm numba scipy \
+    python -m venv /tmp/pgmax-venv && /tmp/pgmax-venv/bin/pip install jax numpy pandas tqdm numba scipy \
         && /tmp/pgmax-venv/bin/pip install --no-deps pgmax==0.6.1
 and run this script with that interpreter.
 """
@@ -30,11 +30,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # llp_jax, also from a benchmark-only venv
 
-from llp_jax.bp import BPProblem, BPSettings, build_problem, solve  # noqa: E402
+from llp_jax.bp import BAG_FACTORS, BPProblem, BPSettings, build_problem, solve  # noqa: E402
+from llp_jax.data.bags import Bags  # noqa: E402
+from llp_jax.graph import SimilarityGraph  # noqa: E402
 
 
-def synthetic_graph(n: int, bag_size: int, k: int, seed: int):
-    """Edges (senders < receivers, unique), weights, and bags as (members, mask, counts)."""
+def synthetic_graph(n: int, bag_size: int, k: int, seed: int) -> tuple[SimilarityGraph, Bags]:
+    """The graph (edges senders < receivers, unique) and the bags."""
     rng = np.random.default_rng(seed)
     source = np.repeat(np.arange(n), k)
     target = rng.integers(0, n, n * k)
@@ -47,7 +49,8 @@ def synthetic_graph(n: int, bag_size: int, k: int, seed: int):
     mask = (np.arange(n_bags * bag_size) < n).reshape(n_bags, bag_size)
     labels = rng.random(n) < 0.3
     counts = np.where(mask, labels[members], False).sum(axis=1).astype(np.float32)
-    return pairs[0].astype(np.int32), pairs[1].astype(np.int32), weights, members, mask, counts
+    graph = SimilarityGraph(n, pairs[0].astype(np.int32), pairs[1].astype(np.int32), weights)
+    return graph, Bags(members, mask, mask.sum(axis=1).astype(np.int32), counts)
 
 
 def merge_parallel_edges(problem: BPProblem) -> BPProblem:
@@ -123,7 +126,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, nargs="+", default=[100_000], help="instances")
     parser.add_argument("--bag-size", type=int, nargs="+", default=[8], help="bag size B")
     parser.add_argument("--k", type=int, nargs="+", default=[5], help="random neighbours per instance")
-    parser.add_argument("--mode", nargs="+", default=["count"], choices=["count", "gaussian", "clique"])
+    parser.add_argument("--mode", nargs="+", default=["count"], choices=list(BAG_FACTORS))
     parser.add_argument("--iters", type=int, default=100, help="BP iterations (no early stop)")
     parser.add_argument("--repeats", type=int, default=3, help="steady-state runs; the median is reported")
     parser.add_argument("--lambda-s", type=float, default=10.0)
@@ -141,15 +144,15 @@ def main() -> None:
             early_stop=False,
         )
         start = time.perf_counter()
-        arrays = synthetic_graph(n, bag_size, k, args.seed)
-        problem = build_problem(n, *arrays, settings)
+        graph, bags = synthetic_graph(n, bag_size, k, args.seed)
+        problem = build_problem(graph, bags, settings)
         if mode == "clique":
             problem = merge_parallel_edges(problem)
         problem = jax.block_until_ready(problem)
         build_s = time.perf_counter() - start
         marginals, iters, compile_s, run_s = bench_llp_jax(problem, settings, args.repeats)
         common = dict(device=device, n=n, B=bag_size, k=k, mode=mode, iterations=iters)
-        common["n_similarity_edges"] = int(arrays[0].shape[0])
+        common["n_similarity_edges"] = graph.n_edges
         common["n_pairwise_factors"] = int(problem.senders.shape[1])
         record = dict(backend="llp_jax", **common, compile_s=compile_s, run_s=run_s, graph_build_s=build_s)
         print(json.dumps(record), flush=True)

@@ -17,7 +17,7 @@ import jax
 import numpy as np
 from sklearn.neighbors import NearestNeighbors
 
-from llp_jax.graph import graph_from_knn, knn
+from llp_jax.graph import GraphSettings, graph_from_knn, knn
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -42,7 +42,9 @@ def timed_graph(z: np.ndarray, args: argparse.Namespace):
     )
     knn_s = time.perf_counter() - start
     start = time.perf_counter()
-    graph = jax.block_until_ready(graph_from_knn(z, neighbours, args.metric))
+    graph = jax.block_until_ready(
+        graph_from_knn(z, neighbours, GraphSettings(metric=args.metric, weight_distance=None))
+    )
     return neighbours, graph, knn_s, time.perf_counter() - start
 
 

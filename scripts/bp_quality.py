@@ -18,6 +18,7 @@ import numpy as np
 
 from llp_jax.bp import BPSettings
 from llp_jax.data import load_dataset, random_bags
+from llp_jax.graph import GraphSettings
 from llp_jax.methods.llp_bp import bp_pseudo_labels, timed_graph
 from llp_jax.train.metrics import roc_auc
 
@@ -40,8 +41,7 @@ def main() -> None:
 
     train = load_dataset(args.dataset, seed=args.seed).train
     z = train.x.reshape(train.n, -1)
-    graph_options = dict(k=args.k, metric="cosine", kernel="matern12", weight_distance=args.weight_distance)
-    graph, graph_time = timed_graph(z, graph_options)
+    graph, graph_time = timed_graph(z, GraphSettings(k=args.k, weight_distance=args.weight_distance))
     for bag_size in args.bag_sizes:
         bags = random_bags(train.n, bag_size, train.y, seed=args.seed)
         for mode in args.modes:
@@ -53,7 +53,7 @@ def main() -> None:
                 damping=args.damping,
                 early_stop=False,
             )
-            marginals, record = bp_pseudo_labels(graph, train.n, bags, None, settings)
+            marginals, record = bp_pseudo_labels(graph, bags, None, settings)
             print(
                 json.dumps(
                     {

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from llp_jax.data.bags import Bags, feature_bags, given_bags, make_bags, random_bags
+from llp_jax.data.bags import BaggingSettings, Bags, feature_bags, given_bags, make_bags, random_bags
 from llp_jax.data.dataset import Split
 
 
@@ -161,26 +161,28 @@ def test_make_bags_dispatches_every_kind():
         categorical=CATEGORICAL,
         bag_ids=np.array([0, 0, 1, 1, 1, 2, 2, 2]),
     )
-    random = make_bags(split, "random", bag_size=3, seed=1)
+    random = make_bags(split, BaggingSettings("random", bag_size=3), seed=1)
     np.testing.assert_array_equal(random.members, random_bags(8, 3, LABELS, seed=1).members)
-    feature = make_bags(split, "feature", columns=["color"], min_size=2)
+    feature = make_bags(split, BaggingSettings("feature", columns=("color",), min_size=2))
     np.testing.assert_array_equal(feature.sizes, [3, 4])
-    given = make_bags(split, "given")
+    given = make_bags(split, BaggingSettings("given"))
     np.testing.assert_array_equal(given.counts, [1, 2, 2])
-    given = make_bags(split, "given", counts={0: 0.5, 1: 1, 2: 2})
+    given = make_bags(split, BaggingSettings("given"), counts={0: 0.5, 1: 1, 2: 2})
     np.testing.assert_allclose(given.counts, [0.5, 1, 2])
     with pytest.raises(
         ValueError, match=r"unknown bag kind 'bagged'; choose one of \['random', 'feature', 'given'\]"
     ):
-        make_bags(split, "bagged")
-    with pytest.raises(ValueError, match="needs bag_size"):
-        make_bags(split, "random")
+        make_bags(split, BaggingSettings("bagged"))
+    with pytest.raises(ValueError, match="bag_size must be at least 1, got 0"):
+        make_bags(split, BaggingSettings("random", bag_size=0))
 
 
 def test_make_bags_without_labels_or_ids():
     unlabelled = Split(x=np.zeros((4, 1), np.float32), y=None, bag_ids=np.array([0, 0, 1, 1]))
     with pytest.raises(ValueError, match="y is None"):
-        make_bags(unlabelled, "random", bag_size=2)
-    np.testing.assert_array_equal(make_bags(unlabelled, "given", counts={0: 1, 1: 2}).counts, [1, 2])
+        make_bags(unlabelled, BaggingSettings("random", bag_size=2))
+    np.testing.assert_array_equal(
+        make_bags(unlabelled, BaggingSettings("given"), counts={0: 1, 1: 2}).counts, [1, 2]
+    )
     with pytest.raises(ValueError, match="needs a split with bag_ids"):
-        make_bags(Split(x=np.zeros((4, 1), np.float32), y=np.zeros(4, np.int32)), "given")
+        make_bags(Split(x=np.zeros((4, 1), np.float32), y=np.zeros(4, np.int32)), BaggingSettings("given"))

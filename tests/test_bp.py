@@ -12,14 +12,19 @@ import numpy as np
 import pytest
 
 from llp_jax.bp import (
+    BAG_FACTORS,
     MESSAGE_CAP,
+    BagFactorName,
     BPSettings,
     bag_count_messages,
     bag_gaussian_messages,
     build_problem,
+    check_settings,
     run_bp,
     solve,
 )
+from llp_jax.data.bags import Bags
+from llp_jax.graph import SimilarityGraph
 
 # ----------------------------------------------------------------------------------------------------
 # Oracles
@@ -139,18 +144,25 @@ def random_tree_factor_graph(rng, n, bag_sizes, n_edges):
     return (np.asarray(senders, np.int32), np.asarray(receivers, np.int32), weights), bags
 
 
-def bag_arrays(bags):
-    width = max(len(m) for m, _ in bags)
-    members = np.zeros((len(bags), width), np.int32)
-    mask = np.zeros((len(bags), width), bool)
-    for b, (m, _) in enumerate(bags):
+def graph_of(n, senders, receivers, weights):
+    """A SimilarityGraph built by hand (arrays kept as given: float64 weights stay float64)."""
+    return SimilarityGraph(n, np.asarray(senders), np.asarray(receivers), np.asarray(weights))
+
+
+def bags_of(members_lists, counts):
+    """Bags from a list of member lists and their counts k_b, padded to the largest bag."""
+    width = max(len(m) for m in members_lists)
+    members = np.zeros((len(members_lists), width), np.int32)
+    mask = np.zeros((len(members_lists), width), bool)
+    for b, m in enumerate(members_lists):
         members[b, : len(m)], mask[b, : len(m)] = m, True
-    return members, mask, np.array([k for _, k in bags], np.float32)
+    return Bags(members, mask, mask.sum(axis=1).astype(np.int32), np.asarray(counts, np.float32))
 
 
 def run(n, edges, bags, settings, unary):
-    members, mask, counts = bag_arrays(bags) if bags else (None, None, None)
-    return run_bp(n, *edges, members, mask, counts, settings, unary=unary)
+    """run_bp on edges (senders, receivers, weights) and bags [(members, k)] (empty: no bags)."""
+    bag_tuple = bags_of([m for m, _ in bags], [k for _, k in bags]) if bags else None
+    return run_bp(graph_of(n, *edges), bag_tuple, settings, unary=unary)
 
 
 EXACT = dict(max_iters=60, damping=0.3, early_stop=False)
@@ -270,7 +282,8 @@ def test_jit_and_no_jit_agree(early_stop):
 def test_progress_chunks_give_the_same_result():
     rng = np.random.default_rng(4)
     edges, bags = random_tree_factor_graph(rng, 10, [4], 5)
-    problem = build_problem(10, *edges, *bag_arrays(bags), BPSettings(max_iters=30, early_stop=False))
+    bag_tuple = bags_of([m for m, _ in bags], [k for _, k in bags])
+    problem = build_problem(graph_of(10, *edges), bag_tuple, BPSettings(max_iters=30, early_stop=False))
     plain = solve(problem, BPSettings(max_iters=30, early_stop=False))
     chunked = solve(problem, BPSettings(max_iters=30, early_stop=False), progress=True)
     for a, b in zip(plain, chunked, strict=True):
@@ -279,7 +292,9 @@ def test_progress_chunks_give_the_same_result():
 
 def test_nodes_outside_bags_and_graph_keep_their_unary():
     unary = np.array([0.3, -1.0, 2.0, 0.5], np.float32)
-    result = run_bp(4, [0], [1], [1.0], [[2]], [[True]], [1.0], BPSettings(lambda_s=0.0), unary=unary)
+    result = run_bp(
+        graph_of(4, [0], [1], [1.0]), bags_of([[2]], [1.0]), BPSettings(lambda_s=0.0), unary=unary
+    )
     np.testing.assert_allclose(np.asarray(result.log_odds)[[0, 1, 3]], unary[[0, 1, 3]], atol=1e-6)
 
 
@@ -291,18 +306,22 @@ _count_messages = jax.jit(bag_count_messages, static_argnums=(5, 6, 7))
 
 
 def count_messages(cavity, mask, counts, lambda_b, hard, temperature=1.0, max_product=False, chunk=None):
-    return np.asarray(
-        _count_messages(
-            jnp.asarray(cavity, jnp.float32),
-            jnp.asarray(mask),
-            jnp.asarray(counts, jnp.float32),
-            jnp.float32(lambda_b),
-            jnp.float32(temperature),
-            hard,
-            max_product,
-            chunk,
-        )
+    """bag_count_messages on the rows padded with masked slots to a power of two (as the count factor's
+    preparation does), cut back to their width."""
+    width = np.shape(cavity)[1]
+    pad = ((0, 0), (0, max(2, 1 << (width - 1).bit_length()) - width))
+    out = _count_messages(
+        jnp.asarray(np.pad(cavity, pad), jnp.float32),
+        jnp.asarray(np.pad(mask, pad)),
+        jnp.asarray(counts, jnp.float32),
+        jnp.float32(lambda_b),
+        jnp.float32(temperature),
+        hard,
+        max_product,
+        chunk,
     )
+    assert np.all(np.asarray(out)[:, width:] == 0.0)  # padding slots get no message
+    return np.asarray(out)[:, :width]
 
 
 def padded(rows):
@@ -372,16 +391,22 @@ def test_run_bp_on_a_bag_of_4096_stays_finite():
         BPSettings(lambda_b=0.1, max_iters=5),
         BPSettings(lambda_b=1e4, max_iters=5, temperature=0.0),
     ):
-        result = run_bp(
-            n, senders[keep], receivers[keep], rng.uniform(0.1, 1.0, keep.sum()),
-            members, np.ones((2, 4096), bool), [0.0, 4096.0], settings,
-        )  # fmt: skip
+        graph = graph_of(n, senders[keep], receivers[keep], rng.uniform(0.1, 1.0, keep.sum()))
+        result = run_bp(graph, bags_of(members, [0.0, 4096.0]), settings)
         assert np.all(np.isfinite(np.asarray(result.log_odds))) and np.all(
             np.isfinite(np.asarray(result.deltas))
         )
         marginals = np.asarray(result.marginals)
         if settings.hard_counts:
             assert np.all(marginals[:4096] == 0.0) and np.all(marginals[4096:] == 1.0)
+
+
+def test_count_messages_refuse_rows_that_are_not_a_power_of_two_wide():
+    with pytest.raises(ValueError, match="3 slots wide; expected a power of two"):
+        bag_count_messages(
+            jnp.zeros((1, 3)), jnp.ones((1, 3), bool), jnp.ones(1), jnp.float32(1.0), jnp.float32(1.0),
+            False, False,
+        )  # fmt: skip
 
 
 def test_chunked_bags_match_unchunked():
@@ -432,7 +457,33 @@ def test_gaussian_messages_approximate_the_exact_count_messages():
 
 
 # ----------------------------------------------------------------------------------------------------
-# Input checks
+# Settings, the bag factor registry, input checks
+
+
+def test_bag_factor_setting_is_a_str_enum_of_the_registry():
+    assert [name.value for name in BagFactorName] == list(BAG_FACTORS)
+    default = BPSettings().bag_factor
+    assert default is BagFactorName("count") and default == "count" and isinstance(default, str)
+    assert BPSettings._field_defaults["bag_factor"] is default
+    checked = check_settings(BPSettings(bag_factor="clique"))
+    assert checked.bag_factor is BagFactorName("clique") and checked.bag_factor == "clique"
+    assert check_settings(checked) == checked
+
+
+def test_each_bag_factor_lays_out_its_bags():
+    """count pads the rows to a power of two, gaussian keeps them, clique turns them into pairwise factors."""
+    graph = graph_of(8, [0, 5], [1, 6], [1.0, 0.5])
+    bags = bags_of([[0, 1, 2], [3, 4]], [1.0, 2.0])
+    count = build_problem(graph, bags, BPSettings(bag_factor="count"))
+    assert count.bag_members.shape == count.bag_mask.shape == (2, 4)
+    np.testing.assert_array_equal(np.asarray(count.bag_mask)[:, 3], False)
+    gaussian = build_problem(graph, bags, BPSettings(bag_factor="gaussian"))
+    assert gaussian.bag_members.shape == (2, 3)
+    clique = build_problem(graph, bags, BPSettings(bag_factor="clique"))
+    assert clique.bag_members.shape[0] == clique.bag_counts.shape[0] == 0
+    assert clique.senders.shape == clique.receivers.shape == clique.couplings.shape == (2, 2 + 3 + 1)
+    np.testing.assert_array_equal(np.asarray(clique.receivers), np.asarray(clique.senders)[::-1])
+    np.testing.assert_array_equal(np.asarray(count.field), np.asarray(gaussian.field))
 
 
 @pytest.mark.parametrize(
@@ -442,28 +493,34 @@ def test_gaussian_messages_approximate_the_exact_count_messages():
         (dict(receivers=[1, 9]), "receivers\\[1\\]=9 is outside"),
         (dict(weights=[1.0, np.nan]), "weights\\[1\\] is not finite"),
         (dict(weights=[1.0]), "same length"),
-        (dict(counts=[4.0]), "bag_counts\\[0\\]=4.0 is outside \\[0, size=3\\]"),
+        (dict(counts=[4.0]), "bags.counts\\[0\\]=4.0 is outside \\[0, size=3\\]"),
         (dict(members=[[0, 1, 1]]), "node 1 is in more than one bag"),
-        (dict(members=[[0, 1, 7]]), "bag_members holds node 7"),
-        (dict(mask=None), "pass all of bag_members, bag_mask and bag_counts"),
+        (dict(members=[[0, 1, 7]]), "bags.members holds node 7"),
+        (dict(mask=None), "bags.mask is None"),
+        (dict(n=0), "graph.n_nodes=0"),
         (dict(counts=[1.5], settings=BPSettings(hard_counts=True)), "integer counts"),
         (dict(unary=np.zeros(3)), "unary has shape"),
         (dict(settings=BPSettings(bag_factor="star")), "bag_factor='star'"),
         (dict(settings=BPSettings(damping=1.0)), "damping=1.0"),
         (dict(settings=BPSettings(temperature=-1.0)), "temperature=-1.0"),
         (dict(settings=BPSettings(max_iters=0)), "max_iters=0"),
-        (dict(settings=BPSettings(bag_factor="clique", hard_counts=True)), "clique"),
-        (dict(settings=BPSettings(bag_factor="gaussian", temperature=0.0)), "max-product"),
+        (
+            dict(settings=BPSettings(bag_factor="clique", hard_counts=True)),
+            "hard_counts=True with bag_factor='clique'",
+        ),
+        (
+            dict(settings=BPSettings(bag_factor="gaussian", temperature=0.0)),
+            "max-product.*bag_factor='count'",
+        ),
     ],
 )
 def test_bad_inputs_raise_clear_errors(change, message):
     args = dict(
-        senders=[0, 2], receivers=[1, 3], weights=[1.0, 0.5], members=[[0, 1, 4]], mask=[[True, True, True]],
-        counts=[1.0], settings=BPSettings(), unary=None,
+        n=5, senders=[0, 2], receivers=[1, 3], weights=[1.0, 0.5], members=[[0, 1, 4]],
+        mask=[[True, True, True]], counts=[1.0], settings=BPSettings(), unary=None,
     )  # fmt: skip
     args.update(change)
+    graph = graph_of(args["n"], args["senders"], args["receivers"], args["weights"])
+    bags = Bags(args["members"], args["mask"], [3], args["counts"])  # built by hand: may be malformed
     with pytest.raises(ValueError, match=message):
-        run_bp(
-            5, args["senders"], args["receivers"], args["weights"], args["members"], args["mask"],
-            args["counts"], args["settings"], unary=args["unary"],
-        )  # fmt: skip
+        run_bp(graph, bags, args["settings"], unary=args["unary"])

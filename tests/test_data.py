@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from sklearn.neighbors import NearestNeighbors
 
-from llp_jax.data import load_dataset, make_bags, resolve_data_dir
+from llp_jax.data import BaggingSettings, load_dataset, make_bags, resolve_data_dir
 from llp_jax.data.synthetic import generate
 
 FIXTURES = Path(__file__).parent / "fixtures" / "files"
@@ -109,7 +109,10 @@ def test_adult(real_data_dir):
     np.testing.assert_allclose(data.train.x[:, :6].mean(axis=0), 0.0, atol=1e-4)
     other = load_dataset("adult", data_dir=real_data_dir, seed=1)
     assert not np.array_equal(other.val.x, data.val.x)
-    bags = make_bags(data.train, "feature", columns=["education", "occupation"], min_size=50, max_size=2000)
+    bags = make_bags(
+        data.train,
+        BaggingSettings("feature", columns=("education", "occupation"), min_size=50, max_size=2000),
+    )
     assert bags.n_bags > 20 and bags.sizes.min() >= 50 and bags.sizes.max() <= 2000
 
 
@@ -147,7 +150,7 @@ def test_files_csv_with_validation_tables():
     np.testing.assert_array_equal(data.val.bag_ids, [1, 1, 2, 2, 2])
     np.testing.assert_array_equal(data.test.y, [0, 1, 1, 0])
     assert data.test.bag_ids is None
-    bags = make_bags(data.train, "given", counts=data.given_counts["train"])
+    bags = make_bags(data.train, BaggingSettings("given"), counts=data.given_counts["train"])
     np.testing.assert_array_equal(bags.sizes, [3, 3, 2, 4, 2, 2, 2, 2])
 
 

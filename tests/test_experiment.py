@@ -12,6 +12,7 @@ from omegaconf.errors import ConfigKeyError
 from llp_jax.checkpoint import load_encoder
 from llp_jax.data import load_dataset
 from llp_jax.experiment import run_experiment
+from llp_jax.streams import stream_seed
 from llp_jax.train.metrics import roc_auc
 
 REQUIRED_KEYS = {
@@ -77,7 +78,7 @@ def test_command_line_entry_point(tmp_path):
 def test_the_trained_encoder_is_saved_and_loads_back(compose_config, tmp_path):
     run_experiment(compose_config(*FAST), tmp_path)
     encoder = load_encoder(tmp_path)
-    data = load_dataset("synthetic", n=3000, seed=0)
+    data = load_dataset("synthetic", n=3000, seed=stream_seed(0, "split"))  # the run's data
     logits, _ = encoder(data.test.x)
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert roc_auc(data.test.y, np.asarray(logits)) == pytest.approx(metrics["test_auc"], abs=1e-6)

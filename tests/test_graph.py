@@ -11,10 +11,24 @@ import pytest
 from sklearn.metrics import pairwise_distances
 from sklearn.neighbors import NearestNeighbors
 
-from llp_jax.graph import build_graph, edge_weights, graph_from_knn, knn, pair_distances, symmetrise
+from llp_jax.graph import (
+    GraphSettings,
+    build_graph,
+    edge_weights,
+    graph_from_knn,
+    knn,
+    pair_distances,
+    symmetrise,
+)
 
 METRICS = ["cosine", "euclidean"]
 TOL = 1e-5
+
+
+def graph_of(z, block_size=None, chunk_size=None, progress=False, **settings):
+    """build_graph with GraphSettings(**settings), weight_distance defaulting to the metric."""
+    settings = GraphSettings(**{"weight_distance": None, **settings})
+    return build_graph(z, settings, block_size=block_size, chunk_size=chunk_size, progress=progress)
 
 
 def random_points(n=203, d=7, seed=0):
@@ -142,7 +156,7 @@ def assert_edge_list(graph, n):
 @pytest.mark.parametrize("metric", METRICS)
 def test_build_graph_is_sklearn_graph_symmetrised(metric):
     z = random_points()
-    graph = build_graph(z, k=5, metric=metric, block_size=32, chunk_size=64, progress=False)
+    graph = graph_of(z, k=5, metric=metric, block_size=32, chunk_size=64)
     assert_edge_list(graph, len(z))
     edges = set(zip(np.asarray(graph.senders).tolist(), np.asarray(graph.receivers).tolist(), strict=True))
     assert edges == sklearn_symmetric_edges(z, 5, metric)
@@ -153,7 +167,7 @@ def test_build_graph_is_sklearn_graph_symmetrised(metric):
 
 def test_build_graph_with_duplicates_has_no_self_loops():
     z = points_with_duplicates(seed=3)
-    graph = build_graph(z, k=4, metric="euclidean", progress=False)
+    graph = graph_of(z, k=4, metric="euclidean")
     assert_edge_list(graph, len(z))
     full = pairwise_distances(z.astype(np.float64))
     np.testing.assert_allclose(graph.distances, full[graph.senders, graph.receivers], atol=TOL)
@@ -162,7 +176,7 @@ def test_build_graph_with_duplicates_has_no_self_loops():
 
 def test_paper_option_cosine_neighbours_euclidean_weights():
     z = random_points(seed=4) + 0.5
-    graph = build_graph(z, k=5, metric="cosine", weight_distance="euclidean", lengthscale=2.0, progress=False)
+    graph = graph_of(z, k=5, metric="cosine", weight_distance="euclidean", lengthscale=2.0)
     edges = set(zip(np.asarray(graph.senders).tolist(), np.asarray(graph.receivers).tolist(), strict=True))
     assert edges == sklearn_symmetric_edges(z, 5, "cosine")
     euclidean = np.linalg.norm(z[graph.senders].astype(np.float64) - z[graph.receivers], axis=1)
@@ -180,7 +194,7 @@ def test_paper_option_cosine_neighbours_euclidean_weights():
 )
 def test_weights_are_the_kernel_of_the_distances(kernel, expected):
     z = random_points(seed=5)
-    graph = build_graph(z, k=4, kernel=kernel, lengthscale=0.3, progress=False)
+    graph = graph_of(z, k=4, kernel=kernel, lengthscale=0.3)
     distances = np.asarray(graph.distances, np.float64)
     np.testing.assert_allclose(graph.weights, expected(distances, 0.3), atol=TOL)
     if kernel == "cosine":
@@ -190,13 +204,11 @@ def test_weights_are_the_kernel_of_the_distances(kernel, expected):
 
 def test_median_lengthscale_and_pruning():
     z = random_points(seed=6)
-    plain = build_graph(z, k=5, metric="euclidean", progress=False)
+    plain = graph_of(z, k=5, metric="euclidean")
     median = float(np.median(plain.distances))
-    graph = build_graph(z, k=5, metric="euclidean", lengthscale="median", progress=False)
+    graph = graph_of(z, k=5, metric="euclidean", lengthscale="median")
     np.testing.assert_allclose(graph.weights, np.exp(-np.asarray(graph.distances) / median), rtol=1e-6)
-    pruned = build_graph(
-        z, k=5, metric="euclidean", lengthscale="median", prune_distance=median, progress=False
-    )
+    pruned = graph_of(z, k=5, metric="euclidean", lengthscale="median", prune_distance=median)
     keep = np.asarray(plain.distances) <= median
     np.testing.assert_array_equal(pruned.senders, np.asarray(plain.senders)[keep])
     np.testing.assert_array_equal(pruned.receivers, np.asarray(plain.receivers)[keep])
@@ -206,8 +218,8 @@ def test_median_lengthscale_and_pruning():
 def test_graph_from_knn_reuses_a_search():
     z = random_points(seed=7)
     neighbours = knn(z, 5, "cosine", progress=False)
-    reused = graph_from_knn(z, neighbours, kernel="rbf")
-    built = build_graph(z, 5, kernel="rbf", progress=False)
+    reused = graph_from_knn(z, neighbours, GraphSettings(kernel="rbf", weight_distance=None))
+    built = graph_of(z, k=5, kernel="rbf")
     for field, expected in zip(reused, built, strict=True):
         np.testing.assert_array_equal(field, expected)
     with pytest.raises(ValueError, match="z has 202 rows but the kNN result has 203"):
@@ -267,13 +279,13 @@ def test_pair_distances_match_sklearn(metric):
 def test_bad_input_raises_a_clear_error(z, kwargs, message):
     kwargs = {"k": 2, "progress": False, **kwargs}
     with pytest.raises(ValueError, match=re.escape(message)):
-        build_graph(z, **kwargs)
+        graph_of(z, **kwargs)
 
 
 def test_median_lengthscale_of_duplicates_raises():
     z = np.repeat(random_points(n=4, d=2), 5, axis=0)
     with pytest.raises(ValueError, match="median kNN distance is 0"):
-        build_graph(z, k=3, metric="euclidean", lengthscale="median", progress=False)
+        graph_of(z, k=3, metric="euclidean", lengthscale="median")
 
 
 def test_edge_weights_unknown_kernel():

@@ -8,7 +8,7 @@ from flax import nnx
 from llp_jax.data.bags import random_bags
 from llp_jax.experiment import run_experiment
 from llp_jax.methods.llp_bp import calibrate_head
-from llp_jax.models import MLP
+from llp_jax.models import MLP, MLPSettings
 from llp_jax.train.calibration import fit_to_counts
 from llp_jax.train.loop import predict
 
@@ -50,8 +50,9 @@ def test_plain_schedule_has_no_round_zero(compose_config, tmp_path):
 
 
 def test_bad_schedule_fails_clearly(compose_config, tmp_path):
-    with pytest.raises(ValueError, match="schedule.warm_start='mean'"):
-        run_experiment(compose_config(*LLP_BP, "schedule.warm_start=mean"), tmp_path)
+    with pytest.raises(ValueError, match="schedule.threshold=1.5 must lie strictly between 0 and 1"):
+        run_experiment(compose_config(*LLP_BP, "schedule.threshold=1.5"), tmp_path)
+    assert not (tmp_path / "metrics.jsonl").exists(), "nothing should run before the settings are checked"
 
 
 def test_paper_preset_composes(compose_config):
@@ -82,7 +83,7 @@ def test_beats_dllp_at_bag_256_on_clearly_clustered_data(compose_config, tmp_pat
 
 
 def test_calibrate_head_makes_the_logits_fit_the_bag_counts():
-    model = MLP(4, [8], rngs=nnx.Rngs(0))
+    model = MLP(MLPSettings((8,)), (4,), rngs=nnx.Rngs(0))
     x = np.random.default_rng(0).standard_normal((20_000, 4)).astype(np.float32)
     before, _ = predict(model, x)
     rng = np.random.default_rng(1)

@@ -1,8 +1,21 @@
+import math
+
 import jax
 import numpy as np
+import pytest
 
 from llp_jax.data.bags import Bags, random_bags
-from llp_jax.train.loop import _buckets, _epoch_batches, bucket_widths
+from llp_jax.models import MLPSettings, make_encoder
+from llp_jax.train.loop import (
+    TrainInputs,
+    ValInputs,
+    _buckets,
+    _epoch_batches,
+    bucket_widths,
+    predict,
+    train_encoder,
+)
+from llp_jax.train.settings import SelectOn, TrainSettings, check_train_settings
 
 
 def _bags_of_sizes(sizes):
@@ -47,3 +60,83 @@ def test_an_epoch_uses_each_bag_at_most_once_and_batches_bags_of_one_width():
         )
     other_epoch = _epoch_batches(jax.random.key(1), len(sizes), buckets)
     assert [b for b, _ in other_epoch] != [b for b, _ in batches]
+
+
+def _raise_logits(model, logits, embedding, batch):
+    """A loss that pushes every logit up, so that the validation bag loss moves one way every epoch:
+    up against bags with no positives, down against bags of positives only."""
+    return -(logits * batch.mask).sum() / batch.mask.sum()
+
+
+def _run_raising_logits(val_labels: int, epochs: int, patience: int):
+    """train_encoder with _raise_logits on 256 random rows in bags of 8; validation bags all of label
+    val_labels. The training trajectory does not depend on the validation data."""
+    rng = np.random.default_rng(0)
+    x, x_val = rng.normal(size=(256, 4)).astype(np.float32), rng.normal(size=(64, 4)).astype(np.float32)
+    train = TrainInputs(x, random_bags(256, 8, np.zeros(256, np.int32), seed=0))
+    val = ValInputs(x_val, random_bags(64, 8, np.full(64, val_labels, np.int32), seed=1))
+    settings = TrainSettings(epochs, batch_size=64, learning_rate=1e-2, weight_decay=0.0, patience=patience)
+    model = make_encoder(MLPSettings(widths=(8,)), (4,), rngs=0)
+    result = train_encoder(
+        model, _raise_logits, train, val, settings._replace(progress=False), jax.random.key(0)
+    )
+    return result, predict(result.model, x_val)[0]
+
+
+def test_training_stops_patience_epochs_after_the_last_improvement():
+    result, _ = _run_raising_logits(val_labels=0, epochs=20, patience=3)
+    losses = [record["selection_loss"] for record in result.history]
+    assert np.all(np.diff(losses) > 0)  # the premise: only epoch 1 improves on the initial parameters
+    assert result.best_epoch == 1 and [r["epoch"] for r in result.history] == [1, 2, 3, 4]
+
+
+def test_the_returned_model_is_the_best_epochs():
+    result, logits = _run_raising_logits(val_labels=0, epochs=20, patience=3)
+    # Against bags of positives every epoch improves, so these return the parameters of epoch 1 and of
+    # the last epoch run above.
+    first, first_logits = _run_raising_logits(val_labels=1, epochs=1, patience=3)
+    last, last_logits = _run_raising_logits(val_labels=1, epochs=4, patience=3)
+    assert (first.best_epoch, last.best_epoch) == (1, 4)
+    np.testing.assert_array_equal(logits, first_logits)
+    assert not np.allclose(logits, last_logits)
+
+
+def test_selecting_on_instances_needs_validation_labels():
+    bags = random_bags(16, 4, np.zeros(16, np.int32), seed=0)
+    x = np.zeros((16, 3), np.float32)
+    with pytest.raises(ValueError, match="val_instances.*needs validation instance labels"):
+        train_encoder(
+            make_encoder(MLPSettings(widths=(4,)), (3,), rngs=0),
+            _raise_logits,
+            TrainInputs(x, bags),
+            ValInputs(x, bags),
+            TrainSettings(select_on="val_instances", progress=False),
+            jax.random.key(0),
+        )
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("epochs", 0, r"train\.epochs=0 must be at least 1"),
+        ("batch_size", 0, r"train\.batch_size=0 must be at least 1"),
+        ("eval_batch_size", -1, r"train\.eval_batch_size=-1 must be at least 1"),
+        ("patience", 0, r"train\.patience=0 must be at least 1"),
+        ("learning_rate", 0.0, r"train\.learning_rate=0\.0 must be a positive number"),
+        ("learning_rate", math.nan, r"train\.learning_rate=nan must be a positive number"),
+        ("weight_decay", -1e-4, r"train\.weight_decay=-0\.0001 must be a number >= 0"),
+        (
+            "select_on",
+            "val_bag",
+            r"train\.select_on='val_bag'; choose one of \['val_bags', 'val_instances'\]",
+        ),
+    ],
+)
+def test_bad_train_settings_fail_naming_the_setting(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        check_train_settings(TrainSettings()._replace(**{field: value}))
+
+
+def test_select_on_accepts_plain_strings():
+    check_train_settings(TrainSettings(select_on="val_instances", weight_decay=0.0))
+    assert TrainSettings().select_on == "val_bags" and SelectOn("val_instances") is SelectOn.val_instances

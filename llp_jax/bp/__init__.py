@@ -1,8 +1,15 @@
-"""Loopy belief propagation for LLP: binary variables, log-odds messages, pairwise and bag-count factors.
+"""Loopy belief propagation for LLP: binary variables, log-odds messages, pairwise and bag factors.
 
-from llp_jax.bp import BPSettings, run_bp
-result = run_bp(n, senders, receivers, weights, bags.members, bags.mask, bags.counts, BPSettings())
-result.marginals  # P(y_i = 1)
+    from llp_jax.bp import BPSettings, run_bp
+    result = run_bp(graph, bags, BPSettings(bag_factor="count"))  # SimilarityGraph, Bags (None: no bags)
+    result.marginals                                               # float32[n_nodes] P(y_i = 1)
+
+    problem = build_problem(graph, bags, settings, unary)  # host checks and device layout, once
+    result = solve(problem, settings)                      # the compiled loop, as often as wanted
+
+Layout: settings.py (BPSettings, BagFactorName, check_settings), registry.py (BAG_FACTORS: each bag
+factor's preparation, message function and supported settings), problem.py (input checks, BPProblem,
+build_problem), loop.py (the compiled loop: solve, run_bp), factors.py (the message maths).
 """
 
 from llp_jax.bp.factors import (
@@ -11,16 +18,10 @@ from llp_jax.bp.factors import (
     bag_gaussian_messages,
     pairwise_messages,
 )
-from llp_jax.bp.run import (
-    BAG_FACTORS,
-    BPProblem,
-    BPResult,
-    BPSettings,
-    build_problem,
-    check_settings,
-    run_bp,
-    solve,
-)
+from llp_jax.bp.loop import BPResult, run_bp, solve
+from llp_jax.bp.problem import BPProblem, build_problem
+from llp_jax.bp.registry import BAG_FACTORS, BagFactor
+from llp_jax.bp.settings import BagFactorName, BPSettings, check_settings
 
 __all__ = [
     "BAG_FACTORS",
@@ -28,6 +29,8 @@ __all__ = [
     "BPProblem",
     "BPResult",
     "BPSettings",
+    "BagFactor",
+    "BagFactorName",
     "bag_count_messages",
     "bag_gaussian_messages",
     "build_problem",

@@ -95,7 +95,7 @@ def bag_gaussian_messages(
 
 
 # ----------------------------------------------------------------------------------------------------
-# Exact bag messages: up/down pass over a binary tree of the (padded) members, all bags at once.
+# Exact bag messages: up/down pass over a binary tree of the members, all bags at once.
 
 
 def bag_count_messages(
@@ -113,7 +113,8 @@ def bag_count_messages(
     mu_{b->i} = log sum_s f(s+1) Q_{-i}(s) - log sum_s f(s) Q_{-i}(s), Q_{-i} the count distribution of
     the other members under their cavity log-odds (DESIGN.md section 3), for all i by an upward/downward
     pass over a binary tree of the bag's slots: O(|b|^2) work and O(|b| log |b|) memory per bag.
-    Rows are padded to a power of two with slots fixed at y = 0, which is exact.
+    The rows must be a power of two (at least 2) wide, as the count factor's preparation pads them;
+    padding slots (mask False) are fixed at y = 0, which is exact.
 
     Stability (sum-product): each bag's problem is exponentially tilted, y_j's log-odds shifted by theta
     and f(s) multiplied by exp(-theta s), which leaves every message unchanged but centres all the
@@ -127,9 +128,10 @@ def bag_count_messages(
     0 at padding slots.
     """
     n_bags, width = cavity.shape
-    size = max(2, 1 << (width - 1).bit_length())
-    cavity = jnp.pad(cavity, ((0, 0), (0, size - width)))
-    mask = jnp.pad(mask, ((0, 0), (0, size - width)))
+    if width < 2 or width & (width - 1):  # shapes are static: checked once per trace
+        raise ValueError(
+            f"bag rows are {width} slots wide; expected a power of two >= 2 (pad with masked slots)."
+        )
 
     def one_chunk(args):
         cav, msk, cnt = args
@@ -146,10 +148,10 @@ def bag_count_messages(
         mask = jnp.pad(mask, ((0, filler), (0, 0))).at[n_bags:, 0].set(True)
         counts = jnp.pad(counts, (0, filler))
         chunked = [a.reshape(n_chunks, bags_per_chunk, *a.shape[1:]) for a in (cavity, mask, counts)]
-        messages = jax.lax.map(one_chunk, tuple(chunked)).reshape(-1, size)[:n_bags]
+        messages = jax.lax.map(one_chunk, tuple(chunked)).reshape(-1, width)[:n_bags]
         mask = mask[:n_bags]
     messages = jnp.clip(messages, -MESSAGE_CAP, MESSAGE_CAP)
-    return jnp.where(mask, messages, 0.0)[:, :width]
+    return jnp.where(mask, messages, 0.0)
 
 
 def _sum_product_messages(cavity, mask, counts, lambda_b, temperature, hard):

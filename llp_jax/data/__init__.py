@@ -1,7 +1,7 @@
 """Datasets and bags.
 
     load_dataset(name, data_dir=None, seed=0, **options) -> Dataset
-    make_bags(split, kind, ...) -> Bags
+    make_bags(split, BaggingSettings(kind, ...), seed) -> Bags
 
 Datasets: synthetic (built in), bank_marketing, adult, fashion_mnist (public files in the data
 directory, see llp_jax.data.paths) and files (the researcher's own tables).
@@ -14,7 +14,7 @@ import os
 from collections.abc import Callable
 
 from llp_jax.data import adult, bank_marketing, fashion_mnist, files, synthetic
-from llp_jax.data.bags import Bags, feature_bags, given_bags, make_bags, random_bags
+from llp_jax.data.bags import BaggingSettings, BagKind, Bags, feature_bags, given_bags, make_bags, random_bags
 from llp_jax.data.dataset import Dataset, Split
 from llp_jax.data.paths import resolve_data_dir
 
@@ -40,7 +40,9 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, seed: int
 
 __all__ = [
     "LOADERS",
+    "BagKind",
     "Bags",
+    "BaggingSettings",
     "Dataset",
     "Split",
     "feature_bags",

@@ -6,6 +6,7 @@ together on the device.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -47,6 +48,20 @@ class Bags(NamedTuple):
 
 
 BAG_KINDS = ("random", "feature", "given")
+BagKind = enum.StrEnum("BagKind", {name: name for name in BAG_KINDS})
+
+
+class BaggingSettings(NamedTuple):
+    """How a split's rows are grouped into bags. kind: random (bag_size rows from a seeded shuffle; the
+    last bag holds the leftover rows, or is dropped with drop_last), feature (one bag per value of 1 or 2
+    categorical `columns`, keeping groups of min_size..max_size rows) or given (the data's bag ids)."""
+
+    kind: BagKind = BagKind.random
+    bag_size: int = 32
+    drop_last: bool = False
+    columns: tuple[str, ...] = ()
+    min_size: int = 8
+    max_size: int = 4096
 
 
 def _check_labels(labels: np.ndarray, n: int, what: str) -> np.ndarray:
@@ -188,20 +203,13 @@ def given_bags(
 
 
 def make_bags(
-    split: Split,
-    kind: str,
-    bag_size: int | None = None,
-    seed: int = 0,
-    drop_last: bool = False,
-    columns: Sequence[str] = (),
-    min_size: int = 1,
-    max_size: int | None = None,
-    counts: dict[int, float] | None = None,
+    split: Split, settings: BaggingSettings, seed: int = 0, counts: dict[int, float] | None = None
 ) -> Bags:
-    """The bags of any split: kind "random" (bag_size, seed, drop_last), "feature" (columns, min_size,
-    max_size, default no upper limit) or "given" (the split's bag_ids, with `counts`, e.g.
+    """The bags of any split by `settings` (BaggingSettings): kind "random" (bag_size, seed, drop_last),
+    "feature" (columns, min_size, max_size) or "given" (the split's bag_ids, with `counts`, e.g.
     Dataset.given_counts["train"], or else counts from the split's labels).
     """
+    kind = settings.kind
     if kind not in BAG_KINDS:
         raise ValueError(f"unknown bag kind {kind!r}; choose one of {list(BAG_KINDS)}")
     if kind == "given":
@@ -216,9 +224,7 @@ def make_bags(
             "use kind='given' with the dataset's given_counts"
         )
     if kind == "random":
-        if bag_size is None:
-            raise ValueError("kind='random' needs bag_size")
-        return random_bags(split.n, bag_size, split.y, seed, drop_last)
+        return random_bags(split.n, settings.bag_size, split.y, seed, settings.drop_last)
     return feature_bags(
-        split.categorical, list(columns), split.y, min_size, split.n if max_size is None else max_size
+        split.categorical, list(settings.columns), split.y, settings.min_size, settings.max_size
     )

@@ -2,36 +2,34 @@
 
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from llp_jax.graph.kernels import check_kernel, edge_weights, median_lengthscale
-from llp_jax.graph.knn import (
-    KnnResult,
-    check_metric,
-    check_points,
-    knn,
-    pair_distances,
-)
+from llp_jax.graph.kernels import edge_weights, median_lengthscale
+from llp_jax.graph.knn import KnnResult, check_points, knn, pair_distances
+from llp_jax.graph.settings import GraphSettings, check_graph_settings
 
 
 class SimilarityGraph(NamedTuple):
-    """Undirected weighted edge list, the input of the BP engine.
+    """Undirected weighted edge list over n_nodes points, the input of the BP engine (one tuple passed
+    whole, as jraph's GraphsTuple).
 
+    n_nodes:   int               number of points (nodes), including any without an edge
     senders:   int32[n_edges]    senders < receivers, each undirected edge once, no self loops,
     receivers: int32[n_edges]    sorted by (sender, receiver)
     weights:   float32[n_edges]  kernel weights
-    distances: float32[n_edges]  the distance the kernel was applied to
+    distances: float32[n_edges]  the distance the kernel was applied to (None for a graph built by hand
+                                 from weights alone)
     """
 
+    n_nodes: int
     senders: jax.Array
     receivers: jax.Array
     weights: jax.Array
-    distances: jax.Array
+    distances: jax.Array | None = None
 
     @property
     def n_edges(self) -> int:
@@ -63,102 +61,66 @@ def symmetrise(indices: np.ndarray, distances: np.ndarray) -> tuple[np.ndarray, 
     return (edges // n).astype(np.int32), (edges % n).astype(np.int32), edge_distances
 
 
-def _check_options(
-    metric: str,
-    kernel: str,
-    lengthscale: float | str,
-    weight_distance: str | None,
-    prune_distance: float | None,
-) -> str:
-    """Validate the graph options (ValueError naming the bad one); returns the resolved weight_distance."""
-    weight_distance = metric if weight_distance is None else weight_distance
-    check_metric(metric)
-    check_metric(weight_distance, "weight_distance")
-    check_kernel(kernel, weight_distance, lengthscale)
-    if prune_distance is not None and (
-        isinstance(prune_distance, bool)
-        or not isinstance(prune_distance, int | float)
-        or not (math.isfinite(prune_distance) and prune_distance >= 0)
-    ):
-        raise ValueError(f"prune_distance={prune_distance!r} must be a non-negative finite number or None.")
-    return weight_distance
-
-
-def graph_from_knn(
-    z,
-    neighbours: KnnResult,
-    metric: str = "cosine",
-    kernel: str = "matern12",
-    lengthscale: float | str = 1.0,
-    weight_distance: str | None = None,
-    prune_distance: float | None = None,
-) -> SimilarityGraph:
-    """The weighted edge list of a kNN result (see `build_graph` for the arguments).
+def graph_from_knn(z, neighbours: KnnResult, settings: GraphSettings | None = None) -> SimilarityGraph:
+    """The weighted edge list of a kNN result found under settings.metric (see `build_graph`).
 
     z: float[n, d] the points the neighbours were found in; neighbours: KnnResult(indices int32[n, k],
-    distances float32[n, k]) under `metric`.
+    distances float32[n, k]); settings: None for GraphSettings() (its k and max_block_bytes are not
+    used here).
     """
-    weight_distance = _check_options(metric, kernel, lengthscale, weight_distance, prune_distance)
+    settings = check_graph_settings(GraphSettings() if settings is None else settings)
     if z.shape[0] != neighbours.indices.shape[0]:
         raise ValueError(
             f"z has {z.shape[0]} rows but the kNN result has {neighbours.indices.shape[0]}; pass the "
             "points the neighbours were found in."
         )
     senders, receivers, distances = symmetrise(neighbours.indices, neighbours.distances)
-    if weight_distance == metric:
+    if settings.weight_distance == settings.metric:
         distances = jnp.asarray(distances)
     else:
-        distances = pair_distances(z, senders, receivers, weight_distance)
+        distances = pair_distances(z, senders, receivers, settings.weight_distance)
+    lengthscale = settings.lengthscale
     if lengthscale == "median":
         lengthscale = median_lengthscale(distances)
-    if prune_distance is not None:
-        keep = np.asarray(distances <= prune_distance)
+    if settings.prune_distance is not None:
+        keep = np.asarray(distances <= settings.prune_distance)
         senders, receivers, distances = senders[keep], receivers[keep], distances[keep]
     return SimilarityGraph(
+        n_nodes=int(z.shape[0]),
         senders=jnp.asarray(senders),
         receivers=jnp.asarray(receivers),
-        weights=edge_weights(distances, kernel, lengthscale),
+        weights=edge_weights(distances, settings.kernel, lengthscale),
         distances=distances,
     )
 
 
 def build_graph(
     z,
-    k: int = 5,
-    metric: str = "cosine",
-    kernel: str = "matern12",
-    lengthscale: float | str = 1.0,
-    weight_distance: str | None = None,
-    prune_distance: float | None = None,
+    settings: GraphSettings | None = None,
     *,
     block_size: int | None = None,
     chunk_size: int | None = None,
-    max_block_bytes: int | None = None,
-    progress: bool = True,
+    progress: bool = False,
 ) -> SimilarityGraph:
     """The symmetrised kNN similarity graph of the rows of z.
 
     z: float[n, d] raw features or embeddings (numpy or jax; used as float32).
-    k: neighbours per point, 1 <= k < n. metric: "cosine" (default) or "euclidean", picks the neighbours.
-    kernel: "matern12" (default), "rbf" or "cosine" (see llp_jax.graph.kernels).
-    lengthscale: positive float, or "median" (median of the kNN edge distances, before pruning).
-    weight_distance: the distance the kernel is applied to, "cosine" or "euclidean"; None = metric.
-        The paper's code: metric="cosine", weight_distance="euclidean".
-    prune_distance: drop edges whose weight distance exceeds it (None keeps all).
-    block_size, chunk_size, max_block_bytes, progress: the blocked search, see `knn`.
+    settings: GraphSettings (neighbours, metric, kernel, lengthscale, weight distance, pruning, tile
+    bytes; None for the defaults), checked before any search. block_size, chunk_size, progress: the blocked
+    search, see `knn`.
 
-    Returns SimilarityGraph(senders, receivers, weights, distances) as device arrays; every undirected
-    edge once with senders < receivers, no self loops.
+    Returns SimilarityGraph(n_nodes, senders, receivers, weights, distances) with device arrays; every
+    undirected edge once with senders < receivers, no self loops.
     """
-    weight_distance = _check_options(metric, kernel, lengthscale, weight_distance, prune_distance)
-    z = check_points(z, k)
+    settings = check_graph_settings(GraphSettings() if settings is None else settings)
+    z = check_points(z, settings.k)
     neighbours = knn(
         z,
-        k,
-        metric,
+        settings.k,
+        settings.metric,
         block_size=block_size,
         chunk_size=chunk_size,
-        max_block_bytes=max_block_bytes,
+        max_block_bytes=settings.max_block_bytes,
         progress=progress,
     )
-    return graph_from_knn(z, neighbours, metric, kernel, lengthscale, weight_distance, prune_distance)
+    return graph_from_knn(z, neighbours, settings)

@@ -1,11 +1,17 @@
-"""Methods, one module each, all with the same signature:
+"""Methods, one module each, registered by name (llp_jax.methods.registry):
 
-    fit(data: Dataset, train_bags: Bags, val_bags: Bags, cfg: DictConfig, seed: int,
-        log: Callable[[dict], None]) -> TrainResult
+    METHODS["dllp"].fit(data, train_bags, val_bags, settings, key, log) -> TrainResult
 
-where cfg is the whole run config (llp_jax.config.Config): each method reads the groups it needs.
+Importing the package imports every method module, which registers it.
 """
 
-from llp_jax.methods import dllp, easyllp, llp_bp, supervised
+import importlib
+import pkgutil
 
-METHODS = {"supervised": supervised.fit, "dllp": dllp.fit, "easyllp": easyllp.fit, "llp_bp": llp_bp.fit}
+from llp_jax.methods.common import FitSettings
+from llp_jax.methods.registry import METHODS, Method, register
+
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
+
+__all__ = ["METHODS", "FitSettings", "Method", "register"]

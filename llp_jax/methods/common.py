@@ -1,19 +1,35 @@
-"""What every method's `fit` shares: build the encoder, train it with the method's loss."""
+"""What every method's `fit` shares: its settings (encoder and training), a fresh encoder, training it
+with the method's loss."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import jax
 import numpy as np
-from flax import nnx
-from omegaconf import DictConfig, OmegaConf
 
-from llp_jax.config import TrainConfig
 from llp_jax.data.bags import Bags
 from llp_jax.data.dataset import Dataset
-from llp_jax.models import make_encoder
-from llp_jax.train.loop import BagLoss, TrainResult, train_encoder
+from llp_jax.models import Encoder, make_encoder, set_output_bias
+from llp_jax.streams import stream_key
+from llp_jax.train.loop import BagLoss, TrainInputs, TrainResult, ValInputs, train_encoder
+from llp_jax.train.settings import TrainSettings, check_train_settings
+
+
+@dataclass(frozen=True)
+class FitSettings:
+    """What every method reads: the encoder (model: the settings of one of llp_jax.models.MODELS, e.g.
+    MLPSettings) and its training. A method that reads more subclasses it; each added field is a config
+    group of its own."""
+
+    model: Any
+    train: TrainSettings = TrainSettings()
+
+    def check(self) -> None:
+        """Raise ValueError naming the first bad setting, before any data is loaded."""
+        check_train_settings(self.train)
 
 
 def prior_log_odds(bags: Bags) -> float:
@@ -22,45 +38,35 @@ def prior_log_odds(bags: Bags) -> float:
     return float(np.log(rate / (1 - rate)))
 
 
-def fresh_encoder(data: Dataset, train_bags: Bags, cfg: DictConfig, seed: int) -> nnx.Module:
-    """A cfg.model encoder initialised from `seed`, its output bias at the prior log-odds, so that
-    training does not begin by pushing every prediction towards the overall rate."""
-    model = make_encoder(cfg.model, data.feature_shape, seed)
-    model.head.bias[...] = prior_log_odds(train_bags)
+def fresh_encoder(data: Dataset, train_bags: Bags, settings: FitSettings, key: jax.Array) -> Encoder:
+    """A settings.model encoder initialised from the stream "init" of `key`, its output bias at the prior
+    log-odds, so that training does not begin by pushing every prediction towards the overall rate."""
+    model = make_encoder(settings.model, data.feature_shape, stream_key(key, "init"))
+    set_output_bias(model, prior_log_odds(train_bags))
     return model
-
-
-def train_config(cfg: DictConfig) -> TrainConfig:
-    """The run config's `train` group as the loop's settings."""
-    return TrainConfig(**OmegaConf.to_container(cfg.train, resolve=True))
 
 
 def fit_with_loss(
     data: Dataset,
     train_bags: Bags,
     val_bags: Bags,
-    cfg: DictConfig,
-    seed: int,
+    settings: FitSettings,
+    key: jax.Array,
     log: Callable[[dict], None],
     loss: BagLoss,
     instance_targets: np.ndarray | None = None,
-    model: nnx.Module | None = None,
+    model: Encoder | None = None,
 ) -> TrainResult:
     """Train `model` (default: `fresh_encoder`) with `loss` on the training bags, selecting on the
-    validation bags."""
+    validation bags; batches are shuffled by the stream "batches" of `key`."""
     if model is None:
-        model = fresh_encoder(data, train_bags, cfg, seed)
-    key = jax.random.fold_in(jax.random.key(seed), 1)
+        model = fresh_encoder(data, train_bags, settings, key)
     return train_encoder(
         model,
         loss,
-        data.train.x,
-        train_bags,
-        instance_targets,
-        data.val.x,
-        val_bags,
-        train_config(cfg),
-        key,
+        TrainInputs(data.train.x, train_bags, instance_targets),
+        ValInputs(data.val.x, val_bags, data.val.y),
+        settings.train,
+        stream_key(key, "batches"),
         log,
-        y_val=data.val.y,
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from llp_jax.methods.common import fit_with_loss
+from llp_jax.methods.registry import register
 from llp_jax.train.losses import bag_proportion_bce
 
 
@@ -10,6 +11,7 @@ def loss(model, logits, embedding, batch):
     return bag_proportion_bce(logits, batch.mask, batch.proportions)
 
 
-def fit(data, train_bags, val_bags, cfg, seed, log):
+@register("dllp")
+def fit(data, train_bags, val_bags, settings, key, log):
     """Train on the training bags' proportions only."""
-    return fit_with_loss(data, train_bags, val_bags, cfg, seed, log, loss)
+    return fit_with_loss(data, train_bags, val_bags, settings, key, log, loss)

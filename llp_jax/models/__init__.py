@@ -1,20 +1,60 @@
-"""Encoders: Flax NNX modules mapping features to (logits float32[n], embedding float32[n, e])."""
+"""Encoders: Flax NNX modules mapping features to (logits float32[n], embedding float32[n, e]).
 
-import math
+make_encoder(MLPSettings(widths=(64, 32)), feature_shape=(16,), rngs=0) -> MLP
+"""
 
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import jax
 from flax import nnx
 
-from llp_jax.models.cnn import CNN
-from llp_jax.models.mlp import MLP
+from llp_jax.models.cnn import CNN, CNNSettings
+from llp_jax.models.encoder import Encoder, rescale_logits, set_output_bias
+from llp_jax.models.mlp import MLP, MLPSettings
 
-__all__ = ["CNN", "MLP", "make_encoder"]
+__all__ = [
+    "CNN",
+    "MLP",
+    "MODELS",
+    "CNNSettings",
+    "Encoder",
+    "MLPSettings",
+    "ModelSpec",
+    "make_encoder",
+    "model_name",
+    "rescale_logits",
+    "set_output_bias",
+]
 
 
-def make_encoder(config, feature_shape: tuple[int, ...], seed: int):
-    """The encoder named by a model config (MLPConfig or CNNConfig fields) for inputs of feature_shape."""
-    rngs = nnx.Rngs(seed)
-    if config.name == "mlp":
-        return MLP(math.prod(feature_shape), list(config.widths), config.embedding_layer, rngs=rngs)
-    if config.name == "cnn":
-        return CNN(feature_shape, list(config.channels), config.embedding_width, rngs=rngs)
-    raise ValueError(f"model.name={config.name!r} is not known; choose 'mlp' or 'cnn'")
+class ModelSpec(NamedTuple):
+    """settings: the model's settings NamedTuple type; build(settings, feature_shape, rngs=...) -> Encoder."""
+
+    settings: type
+    build: Callable[..., Encoder]
+
+
+# Model name (as in configs and checkpoints) -> its settings type and constructor.
+MODELS: dict[str, ModelSpec] = {
+    "mlp": ModelSpec(MLPSettings, MLP),
+    "cnn": ModelSpec(CNNSettings, CNN),
+}
+
+
+def model_name(settings: Any) -> str:
+    """The MODELS name whose settings type `settings` is."""
+    for name, spec in MODELS.items():
+        if type(settings) is spec.settings:
+            return name
+    known = {name: spec.settings.__name__ for name, spec in MODELS.items()}
+    raise ValueError(f"model settings of type {type(settings).__name__} are not known; give one of {known}")
+
+
+def make_encoder(settings: Any, feature_shape: Sequence[int], rngs: nnx.Rngs | int | jax.Array) -> Encoder:
+    """The encoder of `settings` (an MLPSettings or CNNSettings; list fields are accepted) for inputs of
+    feature_shape, initialised from rngs: an nnx.Rngs, an int seed or a PRNG key (both as nnx.Rngs(rngs))."""
+    spec = MODELS[model_name(settings)]
+    return spec.build(settings, feature_shape, rngs=rngs if isinstance(rngs, nnx.Rngs) else nnx.Rngs(rngs))

@@ -2,21 +2,35 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from llp_jax.models.encoder import static_settings
+
+
+class MLPSettings(NamedTuple):
+    """widths: the hidden layers' widths; embedding_layer: the index of the hidden layer whose output
+    is the embedding (-1: the last)."""
+
+    widths: tuple[int, ...] = (256, 128, 64)
+    embedding_layer: int = -1
+
 
 class MLP(nnx.Module):
-    """ReLU MLP with a scalar logit head.
+    """ReLU MLP with a scalar logit head; an Encoder.
 
-    x: float32[n, *feature_shape] (flattened to (n, in_features))
+    x: float32[n, *feature_shape] (flattened to (n, prod(feature_shape)))
     returns (logits float32[n], embedding float32[n, widths[embedding_layer]])
     """
 
-    def __init__(self, in_features: int, widths: Sequence[int], embedding_layer: int = -1, *, rngs: nnx.Rngs):
+    def __init__(self, settings: MLPSettings, feature_shape: Sequence[int], *, rngs: nnx.Rngs):
+        settings = static_settings(settings)
+        widths, embedding_layer = settings.widths, settings.embedding_layer
         if not widths:
             raise ValueError("model.widths is empty; give at least one hidden width, e.g. [256, 128, 64]")
         if not -len(widths) <= embedding_layer < len(widths):
@@ -24,12 +38,15 @@ class MLP(nnx.Module):
                 f"model.embedding_layer={embedding_layer} is out of range for {len(widths)} hidden layers "
                 f"(widths={list(widths)}); use an index in [{-len(widths)}, {len(widths) - 1}]"
             )
-        sizes = [in_features, *widths]
+        self.settings = settings
+        self.feature_shape = tuple(int(size) for size in feature_shape)
+        sizes = [math.prod(self.feature_shape), *widths]
         self.hidden = nnx.List(
             [nnx.Linear(a, b, rngs=rngs) for a, b in zip(sizes[:-1], sizes[1:], strict=True)]
         )
         self.head = nnx.Linear(sizes[-1], 1, rngs=rngs)
         self.embedding_layer = embedding_layer % len(widths)
+        self.embedding_width = widths[embedding_layer]
 
     def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
         h = jnp.reshape(x, (x.shape[0], -1))

@@ -15,10 +15,10 @@ import optax
 from flax import nnx
 from tqdm.auto import tqdm
 
-from llp_jax.config import TrainConfig
 from llp_jax.data.bags import Bags
 from llp_jax.train.losses import bag_proportion_bce
 from llp_jax.train.metrics import roc_auc
+from llp_jax.train.settings import SelectOn, TrainSettings, check_train_settings
 
 
 class BagBatch(NamedTuple):
@@ -39,10 +39,42 @@ class BagBatch(NamedTuple):
 BagLoss = Callable[[nnx.Module, jax.Array, jax.Array, BagBatch], jax.Array]
 
 
-SELECTION_CRITERIA = ("val_bags", "val_instances")
+class TrainInputs(NamedTuple):
+    """x: float32[n, *f]; bags over its rows; targets: float32[n] instance targets for the loss, or None
+    (the loss then sees zeros)."""
+
+    x: np.ndarray
+    bags: Bags
+    targets: np.ndarray | None = None
+
+
+class ValInputs(NamedTuple):
+    """x: float32[n_val, *f]; bags over its rows; labels: int[n_val], needed only to select on
+    validation instances."""
+
+    x: np.ndarray
+    bags: Bags
+    labels: np.ndarray | None = None
+
+
+class TrainState(NamedTuple):
+    """What an optimiser step updates: the model's parameters and AdamW's state."""
+
+    params: nnx.State
+    opt_state: optax.OptState
+
+
+class BestEpoch(NamedTuple):
+    """The epoch with the lowest selection loss so far (epoch 0: the initial parameters)."""
+
+    epoch: int
+    selection_loss: float
+    params: nnx.State
 
 
 class TrainResult(NamedTuple):
+    """model: the best epoch's; history: one record per epoch run; selection: the SelectOn value used."""
+
     model: nnx.Module
     history: list[dict]
     best_epoch: int
@@ -104,7 +136,11 @@ def _buckets(bags: Bags, targets: np.ndarray, widths: np.ndarray, batch_size: in
     return buckets
 
 
-def _make_step(graphdef, tx: optax.GradientTransformation, loss: BagLoss):
+# step(params, opt_state, bag_index, x, members, batch_data) -> (params, opt_state, loss); see _make_step.
+Step = Callable[..., tuple[nnx.State, optax.OptState, jax.Array]]
+
+
+def _make_step(graphdef, tx: optax.GradientTransformation, loss: BagLoss) -> Step:
     """A jitted optimiser step on the bags bag_index: int32[per_batch] of one bucket, gathered on the device.
 
     Epochs loop over it on the host rather than in a lax.scan: inside XLA's CPU while loop a convolution
@@ -144,16 +180,29 @@ def _epoch_batches(key: jax.Array, n_bags: int, buckets: list[_Bucket]) -> list[
     return [(bucket_index, bag_index) for _, bucket_index, bag_index in sorted(batches, key=lambda b: b[0])]
 
 
-def _selection_score(
-    model: nnx.Module, x_val: np.ndarray, val_bags: Bags, y_val: np.ndarray | None, settings: TrainConfig
-) -> dict[str, float]:
+def train_epoch(
+    step: Step, state: TrainState, x: jax.Array, buckets: list[_Bucket], key: jax.Array
+) -> tuple[TrainState, float]:
+    """One optimiser step per batch of one epoch (shuffled by `key`) over the bags of `buckets`, whose
+    members index x: float32[n, *f] on the device. Returns the new state and the mean loss of the steps."""
+    n_bags = sum(len(bucket.index) for bucket in buckets)
+    params, opt_state = state
+    step_losses = []
+    for bucket_index, bag_index in _epoch_batches(key, n_bags, buckets):
+        bucket = buckets[bucket_index]
+        params, opt_state, value = step(params, opt_state, bag_index, x, bucket.members, bucket.data)
+        step_losses.append(value)
+    return TrainState(params, opt_state), float(jnp.mean(jnp.stack(step_losses)))
+
+
+def _selection_score(model: nnx.Module, val: ValInputs, settings: TrainSettings) -> dict[str, float]:
     """Validation numbers of one epoch; `selection_loss` is what model selection minimises."""
-    logits, _ = predict(model, x_val, settings.eval_batch_size)
-    bag_logits = jnp.asarray(logits)[val_bags.members]
-    val_bag_loss = float(bag_proportion_bce(bag_logits, val_bags.mask, jnp.asarray(val_bags.proportions)))
+    logits, _ = predict(model, val.x, settings.eval_batch_size)
+    bag_logits = jnp.asarray(logits)[val.bags.members]
+    val_bag_loss = float(bag_proportion_bce(bag_logits, val.bags.mask, jnp.asarray(val.bags.proportions)))
     scores = {"val_bag_loss": val_bag_loss, "selection_loss": val_bag_loss}
-    if settings.select_on == "val_instances":
-        scores["val_instance_auc"] = roc_auc(y_val, logits)
+    if settings.select_on == SelectOn.val_instances:
+        scores["val_instance_auc"] = roc_auc(val.labels, logits)
         scores["selection_loss"] = -scores["val_instance_auc"]
     return scores
 
@@ -161,53 +210,43 @@ def _selection_score(
 def train_encoder(
     model: nnx.Module,
     loss: BagLoss,
-    x_train: np.ndarray,
-    train_bags: Bags,
-    instance_targets: np.ndarray | None,
-    x_val: np.ndarray,
-    val_bags: Bags,
-    settings: TrainConfig,
+    train: TrainInputs,
+    val: ValInputs,
+    settings: TrainSettings,
     key: jax.Array,
-    log: Callable[[dict], None] = lambda record: None,
-    y_val: np.ndarray | None = None,
+    log: Callable[[dict], None] | None = None,
 ) -> TrainResult:
     """Train `model` on batches of whole training bags; keep the parameters of the best validation epoch.
 
-    x_train: float32[n_train, *f]; instance_targets: float32[n_train] or None (zeros are passed to the loss);
-    x_val: float32[n_val, *f]; y_val: int[n_val], needed only when settings.select_on == "val_instances".
-    Stops after `patience` epochs without improvement. Each epoch's record goes to `log`.
+    Epoch e shuffles its batches with fold_in(key, e). Stops after `settings.patience` epochs without
+    improvement of the selection loss. Each epoch's record goes to `log`.
     """
-    _check_settings(settings, y_val)
-    targets = np.zeros(len(x_train), np.float32) if instance_targets is None else instance_targets
-    widths = bucket_widths(train_bags.sizes)
-    buckets = _buckets(train_bags, np.asarray(targets, np.float32), widths, settings.batch_size)
+    check_train_settings(settings)
+    if settings.select_on == SelectOn.val_instances and val.labels is None:
+        raise ValueError(
+            "train.select_on='val_instances' needs validation instance labels, and this dataset has none"
+        )
+    targets = np.zeros(len(train.x), np.float32) if train.targets is None else train.targets
+    widths = bucket_widths(train.bags.sizes)
+    buckets = _buckets(train.bags, np.asarray(targets, np.float32), widths, settings.batch_size)
     graphdef, params = nnx.split(model)
     tx = optax.adamw(settings.learning_rate, weight_decay=settings.weight_decay)
-    opt_state = tx.init(params)
-    step_fn = _make_step(graphdef, tx, loss)
-    x_device = jnp.asarray(x_train)
+    state = TrainState(params, tx.init(params))
+    step = _make_step(graphdef, tx, loss)
+    x_device = jnp.asarray(train.x)
 
-    best = (np.inf, params, 0)
+    best = BestEpoch(0, np.inf, params)
     history = []
     bar = tqdm(range(1, settings.epochs + 1), desc="epochs", disable=not settings.progress, leave=False)
     for epoch in bar:
         start = time.perf_counter()
-        step_losses = []
-        for bucket_index, bag_index in _epoch_batches(
-            jax.random.fold_in(key, epoch), train_bags.n_bags, buckets
-        ):
-            bucket = buckets[bucket_index]
-            params, opt_state, value = step_fn(
-                params, opt_state, bag_index, x_device, bucket.members, bucket.data
-            )
-            step_losses.append(value)
-        train_loss = float(jnp.mean(jnp.stack(step_losses)))
+        state, train_loss = train_epoch(step, state, x_device, buckets, jax.random.fold_in(key, epoch))
         if not np.isfinite(train_loss):
             raise FloatingPointError(
                 f"training loss became {train_loss} at epoch {epoch}; lower train.learning_rate "
                 f"(now {settings.learning_rate})"
             )
-        scores = _selection_score(nnx.merge(graphdef, params), x_val, val_bags, y_val, settings)
+        scores = _selection_score(nnx.merge(graphdef, state.params), val, settings)
         record = {
             "epoch": epoch,
             "train_loss": train_loss,
@@ -215,25 +254,14 @@ def train_encoder(
             "epoch_time_s": time.perf_counter() - start,
         }
         history.append(record)
-        log(record)
+        if log is not None:
+            log(record)
         bar.set_postfix(train=f"{train_loss:.4f}", val=f"{scores['selection_loss']:.4f}")
-        if scores["selection_loss"] < best[0]:
-            best = (scores["selection_loss"], params, epoch)
-        elif epoch - best[2] >= settings.patience:
+        if scores["selection_loss"] < best.selection_loss:
+            best = BestEpoch(epoch, scores["selection_loss"], state.params)
+        elif epoch - best.epoch >= settings.patience:
             break
     bar.close()
-    return TrainResult(nnx.merge(graphdef, best[1]), history, best[2], settings.select_on)
-
-
-def _check_settings(settings: TrainConfig, y_val: np.ndarray | None) -> None:
-    if settings.select_on not in SELECTION_CRITERIA:
-        raise ValueError(f"train.select_on={settings.select_on!r}; choose one of {SELECTION_CRITERIA}")
-    if settings.select_on == "val_instances" and y_val is None:
-        raise ValueError(
-            "train.select_on='val_instances' needs validation instance labels, and this dataset has none"
-        )
-    for name in ("epochs", "batch_size", "eval_batch_size"):
-        if getattr(settings, name) < 1:
-            raise ValueError(f"train.{name}={getattr(settings, name)} must be at least 1")
-    if settings.learning_rate <= 0:
-        raise ValueError(f"train.learning_rate={settings.learning_rate} must be positive")
+    return TrainResult(
+        nnx.merge(graphdef, best.params), history, best.epoch, SelectOn(settings.select_on).value
+    )

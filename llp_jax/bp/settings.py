@@ -1,0 +1,77 @@
+"""BP settings and their checks. The bag factors' names and what each supports come from the registry
+(llp_jax.bp.registry.BAG_FACTORS)."""
+
+from __future__ import annotations
+
+import enum
+from typing import NamedTuple
+
+import numpy as np
+
+from llp_jax.bp.registry import BAG_FACTORS
+
+BagFactorName = enum.StrEnum("BagFactorName", {name: name for name in BAG_FACTORS})
+"""The names of BAG_FACTORS. A str subclass: a member equals its name (BagFactorName.count == "count") and
+hashes as a jit static argument; the config schema turns it into a checked choice."""
+
+
+class BPSettings(NamedTuple):
+    """lambda_s: weight of the similarity term; lambda_b: weight of the soft bag penalty.
+    bag_factor: a BagFactorName or its string: "count" (exact message of f_b on the bag's count, O(|b|^2)
+    per bag), "gaussian" (Gaussian approximation of the cavity count, O(|b|), for huge bags) or "clique"
+    (the paper's |b|(|b|-1)/2 pairwise factors, soft counts only; for faithful reproduction).
+    hard_counts: f_b(s) = 1[s = k_b] instead of exp(-lambda_b (s - k_b)^2) (needs integer counts).
+    max_iters: iterations at most; damping in [0, 1); tol: convergence threshold on the largest |message
+    change| of an iteration; early_stop: stop at tol (while_loop) or always run max_iters (scan).
+    temperature: 1 = sum-product, 0 = max-product, other T > 0 = sum-product on p^(1/T).
+    """
+
+    lambda_s: float = 10.0
+    lambda_b: float = 10.0
+    bag_factor: BagFactorName = BagFactorName("count")
+    hard_counts: bool = False
+    max_iters: int = 100
+    damping: float = 0.5
+    tol: float = 1e-4
+    early_stop: bool = True
+    temperature: float = 1.0
+
+
+def check_settings(settings: BPSettings) -> BPSettings:
+    """Raise ValueError naming the first bad setting. Returns the settings with bag_factor as a
+    BagFactorName member (a plain string is accepted)."""
+    s = settings
+    try:
+        s = s._replace(bag_factor=BagFactorName(s.bag_factor))
+    except ValueError:
+        raise ValueError(f"bag_factor={s.bag_factor!r}; expected one of {tuple(BAG_FACTORS)}.") from None
+    for name in ("lambda_s", "lambda_b"):
+        value = getattr(s, name)
+        if not (np.isfinite(value) and value >= 0):
+            raise ValueError(f"{name}={value}; expected a finite number >= 0.")
+    if not (isinstance(s.max_iters, int | np.integer) and s.max_iters >= 1):
+        raise ValueError(f"max_iters={s.max_iters!r}; expected an integer >= 1.")
+    if not 0.0 <= s.damping < 1.0:
+        raise ValueError(f"damping={s.damping}; expected 0 <= damping < 1 (0.5 is the paper's).")
+    if not (np.isfinite(s.tol) and s.tol > 0):
+        raise ValueError(f"tol={s.tol}; expected a finite number > 0 (set early_stop=False to always run).")
+    if not (np.isfinite(s.temperature) and s.temperature >= 0):
+        raise ValueError(f"temperature={s.temperature}; expected >= 0 (1 sum-product, 0 max-product).")
+    factor = BAG_FACTORS[s.bag_factor]
+    if s.hard_counts and factor.no_hard_counts:
+        raise ValueError(
+            f"hard_counts=True with bag_factor={s.bag_factor.value!r}: {factor.no_hard_counts}; "
+            f"use bag_factor={_able('no_hard_counts')} for hard counts."
+        )
+    if s.temperature == 0.0 and factor.no_max_product:
+        raise ValueError(
+            f"temperature=0 (max-product) with bag_factor={s.bag_factor.value!r}: {factor.no_max_product}; "
+            f"use a temperature > 0 or bag_factor={_able('no_max_product')}."
+        )
+    return s
+
+
+def _able(limit: str) -> str:
+    """The bag factors without the limitation `limit` (a BagFactor field), as the fix of an error
+    message: "'count' or 'gaussian'"."""
+    return " or ".join(repr(name) for name, factor in BAG_FACTORS.items() if getattr(factor, limit) is None)

@@ -1,0 +1,66 @@
+"""The similarity graph's settings (llp_jax.graph.build_graph), with their checks.
+
+The defaults are the paper's code and DESIGN.md: k = 5 cosine neighbours, Matern-1/2 weights
+exp(-||z_i - z_j|| / lengthscale) on the euclidean distance.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from typing import Any, NamedTuple
+
+from llp_jax.graph.kernels import KERNELS, check_kernel
+from llp_jax.graph.knn import METRICS, check_metric
+
+Metric = enum.StrEnum("Metric", {name: name for name in METRICS})
+Kernel = enum.StrEnum("Kernel", {name: name for name in KERNELS})
+
+
+class GraphSettings(NamedTuple):
+    """k: neighbours per point (1 <= k < n). metric: picks the neighbours (cosine | euclidean).
+    kernel: matern12 | rbf | cosine, applied to `weight_distance` (cosine | euclidean; None: the metric).
+    lengthscale: a positive number or "median" (the median kNN edge distance, before pruning).
+    prune_distance: drop edges whose weight distance exceeds it (None keeps all).
+    max_block_bytes: bytes of one score tile of the blocked search; None is the backend's measured
+    default (llp_jax.graph.knn.DEFAULT_MAX_BLOCK_BYTES: 16 MiB on the CPU, 256 MiB on an accelerator).
+    """
+
+    k: int = 5
+    metric: Metric = Metric.cosine
+    kernel: Kernel = Kernel.matern12
+    lengthscale: Any = 1.0
+    weight_distance: Metric | None = Metric.euclidean
+    prune_distance: float | None = None
+    max_block_bytes: int | None = None
+
+
+def plain(settings: GraphSettings) -> GraphSettings:
+    """The settings with their Enum members as plain strings (what the kernels and the search take)."""
+    return settings._replace(
+        **{
+            name: getattr(settings, name).value
+            for name in ("metric", "kernel", "weight_distance")
+            if isinstance(getattr(settings, name), enum.Enum)
+        }
+    )
+
+
+def check_graph_settings(settings: GraphSettings) -> GraphSettings:
+    """Raise ValueError naming the first bad setting; returns the settings with plain strings and
+    weight_distance resolved (None -> the metric)."""
+    settings = plain(settings)
+    if isinstance(settings.k, bool) or not isinstance(settings.k, int) or settings.k < 1:
+        raise ValueError(f"graph.k={settings.k!r} must be an integer >= 1 (neighbours per point).")
+    check_metric(settings.metric)
+    weight_distance = settings.metric if settings.weight_distance is None else settings.weight_distance
+    check_metric(weight_distance, "weight_distance")
+    check_kernel(settings.kernel, weight_distance, settings.lengthscale)
+    prune = settings.prune_distance
+    finite = isinstance(prune, int | float) and not isinstance(prune, bool) and math.isfinite(prune)
+    if prune is not None and not (finite and prune >= 0):
+        raise ValueError(f"prune_distance={prune!r} must be a non-negative finite number or None.")
+    block = settings.max_block_bytes
+    if block is not None and (isinstance(block, bool) or not isinstance(block, int) or block < 1):
+        raise ValueError(f"max_block_bytes={block!r} must be a positive integer (or None for the default).")
+    return settings._replace(weight_distance=weight_distance)

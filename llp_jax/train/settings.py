@@ -1,0 +1,52 @@
+"""The training loop's settings, as a plain NamedTuple: the config layer derives its schema from these
+type hints and defaults, so the loop never imports the application's configuration."""
+
+from __future__ import annotations
+
+import math
+from enum import StrEnum
+from typing import NamedTuple
+
+
+class SelectOn(StrEnum):
+    """What model selection and early stopping minimise: the validation bags' proportion loss, or minus
+    the AUC on validation instance labels. A StrEnum, so that plain strings compare equal."""
+
+    val_bags = "val_bags"
+    val_instances = "val_instances"
+
+
+class TrainSettings(NamedTuple):
+    """AdamW over batches of whole bags; `batch_size` counts instances (at least one bag per batch).
+
+    select_on: val_bags (default: the validation bags' proportion loss) or val_instances (validation
+    instance labels, as the paper's code did; logged as such). Training stops after `patience` epochs
+    without improvement; at large bags the validation signal is weak and long patience pays.
+    """
+
+    epochs: int = 100
+    batch_size: int = 1024
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-4
+    patience: int = 10
+    select_on: SelectOn = SelectOn.val_bags
+    eval_batch_size: int = 8192
+    progress: bool = True
+
+
+def check_train_settings(settings: TrainSettings) -> None:
+    """Raise ValueError naming the first bad setting, its value and what to give instead. select_on may
+    be a plain string."""
+    if settings.select_on not in {choice.value for choice in SelectOn}:
+        raise ValueError(
+            f"train.select_on={settings.select_on!r}; choose one of {[choice.value for choice in SelectOn]}"
+        )
+    for name in ("epochs", "batch_size", "eval_batch_size", "patience"):
+        if getattr(settings, name) < 1:
+            raise ValueError(f"train.{name}={getattr(settings, name)} must be at least 1")
+    if not (math.isfinite(settings.learning_rate) and settings.learning_rate > 0):
+        raise ValueError(f"train.learning_rate={settings.learning_rate} must be a positive number, e.g. 1e-3")
+    if not (math.isfinite(settings.weight_decay) and settings.weight_decay >= 0):
+        raise ValueError(
+            f"train.weight_decay={settings.weight_decay} must be a number >= 0 (0 turns weight decay off)"
+        )

@@ -1,0 +1,115 @@
+"""The application layer: schemas derived from the subsystems' settings, every registered extension
+composing from the command line, choices checked at composition, and a core free of Hydra."""
+
+import inspect
+import subprocess
+import sys
+
+import pytest
+from hydra.errors import ConfigCompositionException
+from omegaconf import MISSING
+
+from llp_jax.bp import BAG_FACTORS, BPSettings
+from llp_jax.config import DATASET_SCHEMAS, resolve, schema_of
+from llp_jax.data import LOADERS
+from llp_jax.graph import GraphSettings
+from llp_jax.methods import METHODS
+from llp_jax.methods.llp_bp import LLPBPSettings, ScheduleSettings
+from llp_jax.models import MODELS
+from llp_jax.train.settings import TrainSettings
+
+
+def schema_defaults(schema):
+    """field -> default of a schema dataclass (its default_factory called)."""
+    instance = schema()
+    return {name: getattr(instance, name) for name in schema.__dataclass_fields__}
+
+
+@pytest.mark.parametrize("name", sorted(LOADERS))
+def test_dataset_loader_arguments_match_the_config_schema(name):
+    assert name in DATASET_SCHEMAS, f"dataset {name!r} has a loader but no config schema"
+    parameters = inspect.signature(LOADERS[name]).parameters
+    loader = {key: p.default for key, p in parameters.items() if key != "seed"}
+    schema = {key: value for key, value in schema_defaults(DATASET_SCHEMAS[name]).items() if key != "name"}
+    assert sorted(loader) == sorted(schema), f"{name}: loader {sorted(loader)} vs schema {sorted(schema)}"
+    for key, default in schema.items():
+        expected = loader[key]
+        if default == MISSING:  # a required field: the loader fails clearly on None
+            assert expected is None, (name, key)
+        else:
+            assert default == (list(expected) if isinstance(expected, tuple) else expected), (name, key)
+
+
+def test_derived_schemas_carry_the_settings_defaults():
+    for settings in (TrainSettings, BPSettings, GraphSettings, ScheduleSettings):
+        defaults = schema_defaults(schema_of(settings))
+        assert defaults == settings()._asdict(), settings.__name__
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_every_registered_method_composes_and_resolves(method, compose_config):
+    run = resolve(compose_config(f"method={method}"))
+    assert run.method_name == method and type(run.method) is METHODS[method].settings
+
+
+@pytest.mark.parametrize("model", sorted(MODELS))
+def test_every_registered_model_composes_and_resolves(model, compose_config):
+    run = resolve(compose_config(f"model={model}"))
+    assert type(run.method.model) is MODELS[model].settings
+
+
+@pytest.mark.parametrize("bag_factor", sorted(BAG_FACTORS))
+def test_every_registered_bag_factor_composes_from_the_command_line(bag_factor, compose_config):
+    run = resolve(compose_config("method=llp_bp", f"bp.bag_factor={bag_factor}"))
+    assert run.method.bp.bag_factor == bag_factor
+
+
+def test_llp_bp_groups_belong_to_llp_bp_only(compose_config):
+    dllp = compose_config("method=dllp")
+    assert not {"graph", "bp", "schedule"} & set(dllp), "DLLP runs should not carry LLP-BP's groups"
+    with pytest.raises(ConfigCompositionException, match="Could not override 'bp'"):
+        compose_config("method=dllp", "bp=clique")
+    run = resolve(compose_config("method=llp_bp", "bp=clique", "bp.lambda_s=3", "graph.k=7"))
+    assert isinstance(run.method, LLPBPSettings)
+    assert run.method.bp.bag_factor == "clique" and run.method.bp.lambda_s == 3.0 and run.method.graph.k == 7
+
+
+@pytest.mark.parametrize(
+    ("override", "words"),
+    [
+        ("bp.bag_factor=cliq", "cliq"),
+        ("graph.metric=manhattan", "manhattan"),
+        ("graph.kernel=laplace", "laplace"),
+        ("schedule.warm_start=mean", "mean"),
+        ("train.select_on=val_auc", "val_auc"),
+        ("bagging.kind=bagged", "bagged"),
+    ],
+)
+def test_a_mistyped_choice_fails_when_the_config_is_composed(override, words, compose_config):
+    with pytest.raises(ConfigCompositionException) as failure:
+        compose_config("method=llp_bp", override)
+    assert words in str(failure.value.__cause__ or failure.value)
+
+
+@pytest.mark.parametrize(
+    ("override", "words"),
+    [
+        ("seed=-1", "seed=-1; expected a non-negative integer"),
+        ("bp.damping=1.0", "damping=1.0"),
+        ("graph.k=0", "graph.k=0"),
+        ("schedule.rounds=0", "schedule.rounds=0"),
+        ("train.learning_rate=0", "train.learning_rate=0"),
+    ],
+)
+def test_bad_settings_fail_before_any_data_is_loaded(override, words, compose_config):
+    cfg = compose_config("method=llp_bp", "dataset=files", override)  # files has no paths: never loaded
+    with pytest.raises(ValueError, match=words):
+        resolve(cfg)
+
+
+def test_the_core_never_imports_hydra_or_the_application_layer():
+    core = "llp_jax.data, llp_jax.graph, llp_jax.bp, llp_jax.models, llp_jax.train.loop, llp_jax.methods"
+    code = f"import sys, {core}; print(sorted(m for m in sys.modules if m.split('.')[0] in "
+    code += "('hydra', 'omegaconf') or m in ('llp_jax.config', 'llp_jax.experiment')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
