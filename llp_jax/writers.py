@@ -1,9 +1,16 @@
-"""Where metrics go: metrics.jsonl (streamed, one record a line), metrics.json (final), wandb optionally."""
+"""Where metrics go: metrics.jsonl (streamed, one record a line), metrics.json (final), wandb optionally.
+
+A run folder belongs to one run: the writer claims it by creating metrics.jsonl exclusively, and refuses a
+folder that already holds a run's files, so no finished result is ever appended to or overwritten.
+A run that fails leaves failed.json (status, error and traceback) instead of metrics.json.
+"""
 
 from __future__ import annotations
 
 import json
+import logging
 import math
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -23,33 +30,107 @@ def _plain(value: Any) -> Any:
     return value
 
 
+RUN_FILES = ("metrics.jsonl", "metrics.json", "failed.json")
+logger = logging.getLogger("llp_jax")
+
+
+def log_line(record: dict) -> str:
+    """A record as one readable log line: its round and epoch or event first, then key value pairs."""
+    head = [f"{key} {record[key]}" for key in ("round", "epoch", "event") if key in record]
+    rest = [
+        f"{key} {value:.4g}" if isinstance(value, float) else f"{key} {value}"
+        for key, value in record.items()
+        if key not in ("round", "epoch", "event") and isinstance(value, int | float | str)
+    ]
+    return ", ".join(head) + ": " + " ".join(rest)
+
+
+def claim_run_dir(run_dir: Path):
+    """Create run_dir if needed and open run_dir/metrics.jsonl exclusively for writing; FileExistsError
+    naming the folder when it holds another run's files (also when two runs start in it at once)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    taken = [name for name in RUN_FILES if (run_dir / name).exists()]
+    if not taken:
+        try:
+            return open(run_dir / "metrics.jsonl", "x", encoding="utf-8")
+        except FileExistsError:  # another run claimed it since the check
+            taken = ["metrics.jsonl"]
+    raise FileExistsError(
+        f"{run_dir} already holds a run ({', '.join(taken)}); results are never overwritten: give this run "
+        "its own folder (hydra.run.dir=... or another sweep dir)"
+    )
+
+
 class MetricsWriter:
-    """Appends records to run_dir/metrics.jsonl as they come (flushed, so nothing finished is lost) and
-    writes the final summary to run_dir/metrics.json. With wandb=True also logs to Weights & Biases
-    (imported only then; mode 'offline' by default)."""
+    """Streams records to run_dir/metrics.jsonl as they come (flushed, so nothing finished is lost) and
+    writes the final summary to run_dir/metrics.json, or failed.json for a run that failed. The folder
+    must not hold another run (`claim_run_dir`). Events (a BP round, the calibration) and epochs 1,
+    1 + log_every, ... also go to the `llp_jax` logger at INFO, so a cluster log is readable without
+    progress bars. With wandb settings also logs to Weights & Biases (imported only then; mode
+    'offline' by default)."""
 
     def __init__(
-        self, run_dir: str | Path, wandb_settings: dict | None = None, run_config: dict | None = None
+        self,
+        run_dir: str | Path,
+        wandb_settings: dict | None = None,
+        run_config: dict | None = None,
+        log_every: int = 10,
     ):
         self.run_dir = Path(run_dir)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        self._jsonl = open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8")
-        self._wandb = None
+        self._jsonl = claim_run_dir(self.run_dir)
+        self.log_every = log_every
+        self.wandb_run = None
         if wandb_settings is not None:
             import wandb
 
-            self._wandb = wandb.init(config=run_config, dir=str(self.run_dir), **wandb_settings)
+            self.wandb_run = wandb.init(config=run_config, dir=str(self.run_dir), **wandb_settings)
+            self._wandb_rounds: set[int] = set()
 
     def log(self, record: dict) -> None:
+        if self._jsonl.closed:
+            return
         self._jsonl.write(json.dumps(_plain(record)) + "\n")
         self._jsonl.flush()
-        if self._wandb is not None:
-            self._wandb.log({key: value for key, value in record.items() if isinstance(value, (int, float))})
+        event = record.get("event")
+        if event not in (None, "final") or record.get("epoch", 0) % self.log_every == 1 % self.log_every:
+            logger.info(log_line(record))
+        if self.wandb_run is not None:
+            self.wandb_run.log(self._wandb_keys(record))
+
+    def _wandb_keys(self, record: dict) -> dict:
+        """The numbers of a record for wandb, under round<r>/ when it belongs to a round of LLP-BP, so that
+        the rounds' curves do not overwrite each other; each round's curves are drawn against its epochs."""
+        numbers = {k: v for k, v in record.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+        if "round" not in record:
+            return numbers
+        r = numbers.pop("round")
+        if r not in self._wandb_rounds:
+            self._wandb_rounds.add(r)
+            self.wandb_run.define_metric(f"round{r}/epoch")
+            self.wandb_run.define_metric(f"round{r}/*", step_metric=f"round{r}/epoch")
+        return {f"round{r}/{key}": value for key, value in numbers.items()}
 
     def finish(self, summary: dict) -> None:
         (self.run_dir / "metrics.json").write_text(json.dumps(_plain(summary), indent=2) + "\n")
         self.log({"event": "final", **summary})
-        self._jsonl.close()
-        if self._wandb is not None:
-            self._wandb.summary.update(_plain(summary))
-            self._wandb.finish()
+        self._close()
+        if self.wandb_run is not None:
+            self.wandb_run.summary.update(_plain(summary))
+            self.wandb_run.finish()
+
+    def fail(self, error: BaseException) -> None:
+        """Record a failed run: failed.json with its status, error and traceback; wandb is closed too."""
+        record = {
+            "status": "failed",
+            "error": f"{type(error).__name__}: {error}",
+            "traceback": "".join(traceback.format_exception(error)),
+        }
+        (self.run_dir / "failed.json").write_text(json.dumps(record, indent=2) + "\n")
+        self.log({"event": "failed", "error": record["error"]})
+        self._close()
+        if self.wandb_run is not None:
+            self.wandb_run.finish(exit_code=1)
+
+    def _close(self) -> None:
+        if not self._jsonl.closed:
+            self._jsonl.close()

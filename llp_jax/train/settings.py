@@ -22,6 +22,8 @@ class TrainSettings(NamedTuple):
     select_on: val_bags (default: the validation bags' proportion loss) or val_instances (validation
     instance labels, as the paper's code did; logged as such). Training stops after `patience` epochs
     without improvement; at large bags the validation signal is weak and long patience pays.
+    progress: tqdm bars (epochs, kNN blocks, BP iterations); None, the default, shows them on a terminal
+    only (the application resolves it), so that cluster logs hold plain lines.
     """
 
     epochs: int = 100
@@ -31,7 +33,7 @@ class TrainSettings(NamedTuple):
     patience: int = 10
     select_on: SelectOn = SelectOn.val_bags
     eval_batch_size: int = 8192
-    progress: bool = True
+    progress: bool | None = None
 
 
 def check_train_settings(settings: TrainSettings) -> None:
