@@ -8,6 +8,7 @@ from pathlib import Path
 from flax import nnx
 
 from llp_jax.models import MODELS, Encoder, make_encoder, model_name
+from llp_jax.train.checkpoints import orbax_checkpoint
 
 CHECKPOINT_DIR = "encoder"
 # Beside the orbax folder: what rebuilds the module the state belongs to.
@@ -24,7 +25,7 @@ def save_encoder(model: Encoder, run_dir: str | Path) -> Path:
         "feature_shape": list(model.feature_shape),
     }
     (run_dir / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
-    checkpointer = _orbax().StandardCheckpointer()
+    checkpointer = orbax_checkpoint().StandardCheckpointer()
     checkpointer.save(run_dir / CHECKPOINT_DIR, nnx.state(model), force=True)
     checkpointer.wait_until_finished()
     return run_dir / CHECKPOINT_DIR
@@ -44,13 +45,5 @@ def load_encoder(run_dir: str | Path) -> Encoder:
     # Shapes only: the restored state replaces every parameter.
     abstract = nnx.eval_shape(lambda: make_encoder(settings, metadata["feature_shape"], rngs=0))
     graphdef, abstract_state = nnx.split(abstract)
-    state = _orbax().StandardCheckpointer().restore(run_dir / CHECKPOINT_DIR, abstract_state)
+    state = orbax_checkpoint().StandardCheckpointer().restore(run_dir / CHECKPOINT_DIR, abstract_state)
     return nnx.merge(graphdef, state)
-
-
-def _orbax():
-    """orbax.checkpoint, imported when first needed: its import adds a handler to the root logger, which
-    made Hydra's --info print every line twice, and it slows a --help."""
-    import orbax.checkpoint
-
-    return orbax.checkpoint

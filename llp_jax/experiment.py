@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import time
 from pathlib import Path
 
@@ -17,9 +19,12 @@ from llp_jax.data.dataset import Dataset
 from llp_jax.methods import METHODS
 from llp_jax.provenance import provenance
 from llp_jax.streams import stream_key, stream_seed
+from llp_jax.train.checkpoints import RunCheckpoints, checkpointing, records_covered
 from llp_jax.train.loop import predict
 from llp_jax.train.metrics import classification_metrics
 from llp_jax.writers import MetricsWriter
+
+CHECKPOINTS = "checkpoints"  # the run folder's checkpoints of the training state, until the run ends
 
 
 def use_compilation_cache(folder: str | None) -> None:
@@ -47,8 +52,10 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path) -> dict:
     """Run the method of `cfg` and return the final summary, also written to run_dir/metrics.json.
 
     The config is resolved and checked (llp_jax.config.resolve) before anything is written or loaded;
-    run_dir must not hold another run (llp_jax.writers.claim_run_dir). A run that fails leaves
-    run_dir/failed.json with its traceback, and the error is raised again."""
+    run_dir must not hold another run (llp_jax.writers.claim_run_dir), unless the run resumes the
+    unfinished run there (train.resume, or a SLURM requeue) with the same settings. A run that fails
+    leaves run_dir/failed.json with its traceback, and the error is raised again. The training state is
+    checkpointed into run_dir/checkpoints while the run goes on (llp_jax.train.checkpoints)."""
     start = time.perf_counter()
     run = resolve(cfg)
     run_dir = Path(run_dir)
@@ -65,16 +72,46 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path) -> dict:
             "job_type": logger.job_type,
             "notes": logger.notes,
         }
-    writer = MetricsWriter(
-        run_dir, wandb_settings, OmegaConf.to_container(cfg, resolve=True), run.logger.log_every
-    )
+    folder = run_dir / CHECKPOINTS
+    resume_from = None
+    if _resuming(run, run_dir):
+        _check_same_run(cfg, run_dir)
+        resume_from = records_covered(folder)
+    config = OmegaConf.to_container(cfg, resolve=True)
+    writer = MetricsWriter(run_dir, wandb_settings, config, run.logger.log_every, resume_from)
+    checkpoints = RunCheckpoints(folder, run.method.train.checkpoint_every, lambda: writer.records)
     try:
-        summary = _run(cfg, run, run_dir, writer.log, start)
+        with checkpointing(checkpoints):
+            summary = _run(cfg, run, run_dir, writer.log, start)
     except BaseException as error:
         writer.fail(error)
         raise
     writer.finish(summary)
+    shutil.rmtree(folder, ignore_errors=True)  # the run is finished and its encoder saved
     return summary
+
+
+def _resuming(run: RunSettings, run_dir: Path) -> bool:
+    """train.resume, or a job that SLURM requeued (SLURM_RESTART_COUNT > 0) into its unfinished folder."""
+    requeued = int(os.environ.get("SLURM_RESTART_COUNT", "0")) > 0
+    return run.method.train.resume or (requeued and (run_dir / "metrics.jsonl").exists())
+
+
+def _check_same_run(cfg: DictConfig, run_dir: Path) -> None:
+    """A run resumes only the run of the same settings (train.resume and train.progress aside)."""
+    saved_file = run_dir / "config_resolved.yaml"
+    if not saved_file.exists():
+        raise FileNotFoundError(f"{saved_file} is missing: there is no run to resume in {run_dir}")
+    ignored = ("resume", "progress")
+    saved, now = OmegaConf.to_container(OmegaConf.load(saved_file)), OmegaConf.to_container(cfg, resolve=True)
+    for config in (saved, now):
+        config["train"] = {key: value for key, value in config["train"].items() if key not in ignored}
+    if saved != now:
+        changed = sorted(key for key in set(saved) | set(now) if saved.get(key) != now.get(key))
+        raise ValueError(
+            f"the run in {run_dir} was started with other settings ({', '.join(changed)} differ); resume it "
+            "with the settings of its config_resolved.yaml, or start a new run in another folder"
+        )
 
 
 def _run(cfg: DictConfig, run: RunSettings, run_dir: Path, log, start: float) -> dict:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import traceback
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,23 @@ def claim_run_dir(run_dir: Path):
     )
 
 
+def reopen_run_dir(run_dir: Path, keep: int):
+    """Reopen an unfinished run's metrics.jsonl for a resumed run: its first `keep` records (those its
+    latest checkpoint covers) are kept and the file is rewritten with them, never appended to blindly;
+    failed.json goes. FileNotFoundError or FileExistsError where there is nothing to resume."""
+    jsonl = run_dir / "metrics.jsonl"
+    if (run_dir / "metrics.json").exists():
+        raise FileExistsError(f"{run_dir} holds a finished run (metrics.json): there is nothing to resume")
+    if not jsonl.exists():
+        raise FileNotFoundError(f"{run_dir / 'metrics.jsonl'} is missing: there is no run to resume there")
+    kept = jsonl.read_text(encoding="utf-8").splitlines(keepends=True)[:keep]
+    partial = run_dir / "metrics.jsonl.tmp"
+    partial.write_text("".join(kept), encoding="utf-8")
+    os.replace(partial, jsonl)
+    (run_dir / "failed.json").unlink(missing_ok=True)
+    return open(jsonl, "a", encoding="utf-8")
+
+
 class MetricsWriter:
     """Streams records to run_dir/metrics.jsonl as they come (flushed, so nothing finished is lost) and
     writes the final summary to run_dir/metrics.json, or failed.json for a run that failed. The folder
@@ -75,10 +93,16 @@ class MetricsWriter:
         wandb_settings: dict | None = None,
         run_config: dict | None = None,
         log_every: int = 10,
+        resume_from: int | None = None,
     ):
         self.run_dir = Path(run_dir)
-        self._jsonl = claim_run_dir(self.run_dir)
         self.log_every = log_every
+        self.records = 0  # records logged so far, those of a resumed run's replay included
+        self._replay = 0
+        if resume_from is None:
+            self._jsonl = claim_run_dir(self.run_dir)
+        else:
+            self._jsonl, self._replay = reopen_run_dir(self.run_dir, resume_from), resume_from
         self.wandb_run = None
         if wandb_settings is not None:
             import wandb
@@ -87,7 +111,8 @@ class MetricsWriter:
             self._wandb_rounds: set[int] = set()
 
     def log(self, record: dict) -> None:
-        if self._jsonl.closed:
+        self.records += 1
+        if self._jsonl.closed or self.records <= self._replay:  # a resumed run's replay: already on disk
             return
         self._jsonl.write(json.dumps(_plain(record)) + "\n")
         self._jsonl.flush()

@@ -14,7 +14,9 @@ from llp_jax.checkpoint import load_encoder
 from llp_jax.config import resolve
 from llp_jax.data import load_dataset
 from llp_jax.experiment import run_experiment
+from llp_jax.methods import llp_bp
 from llp_jax.streams import stream_seed
+from llp_jax.train import loop
 from llp_jax.train.metrics import roc_auc
 
 REQUIRED_KEYS = {
@@ -182,3 +184,42 @@ def test_two_runs_started_at_once_get_two_folders_and_share_a_compilation_cache(
         assert job.returncode == 0, stderr
     assert len(list((tmp_path / "outputs").rglob("metrics.json"))) == 2
     assert any((tmp_path / "cache").iterdir()), "the compilation cache stayed empty"
+
+
+TIMINGS = ("wall_time_s", "epoch_time_s", "bp_s", "graph_build_s")
+
+
+def without_timings(records):
+    return [{key: value for key, value in record.items() if key not in TIMINGS} for record in records]
+
+
+def jsonl(folder):
+    return [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("kill", ["round 2 BP", "round 2 epoch 2"])
+def test_a_killed_run_resumes_to_the_uninterrupted_result(kill, compose_config, tmp_path, monkeypatch):
+    overrides = [*FAST, "method=llp_bp", "bp.max_iters=20", "train.epochs=3", "train.checkpoint_every=1"]
+    whole = run_experiment(compose_config(*overrides), tmp_path / "whole")
+    target, calls = ((llp_bp, "bp_pseudo_labels"), 2) if kill == "round 2 BP" else ((loop, "train_epoch"), 8)
+    real, count = getattr(*target), []
+
+    def killed(*args, **kwargs):  # the process dies at the calls-th call
+        count.append(1)
+        if len(count) == calls:
+            raise KeyboardInterrupt("killed")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(*target, killed)
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(compose_config(*overrides), tmp_path / "run")
+    monkeypatch.setattr(*target, real)
+    assert json.loads((tmp_path / "run" / "failed.json").read_text())["status"] == "failed"
+    with pytest.raises(FileExistsError, match="already holds a run"):  # not without train.resume
+        run_experiment(compose_config(*overrides), tmp_path / "run")
+    with pytest.raises(ValueError, match="other settings \\(seed differ\\)"):
+        run_experiment(compose_config(*overrides, "seed=1", "train.resume=true"), tmp_path / "run")
+    resumed = run_experiment(compose_config(*overrides, "train.resume=true"), tmp_path / "run")
+    assert without_timings([resumed]) == without_timings([whole])
+    assert without_timings(jsonl(tmp_path / "run")) == without_timings(jsonl(tmp_path / "whole"))
+    assert not (tmp_path / "run" / "failed.json").exists() and not (tmp_path / "run" / "checkpoints").exists()
