@@ -56,7 +56,7 @@ def claim_run_dir(run_dir: Path):
             return open(run_dir / "metrics.jsonl", "x", encoding="utf-8")
         except FileExistsError:  # another run claimed it since the check
             taken = ["metrics.jsonl"]
-    unfinished = "" if "metrics.json" in taken else "; or add train.resume=true to continue that unfinished run"
+    unfinished = "" if "metrics.json" in taken else "; or add train.resume=true to continue that run"
     raise FileExistsError(
         f"{run_dir} already holds a run ({', '.join(taken)}); results are never overwritten: give this run "
         f"its own folder (hydra.run.dir=... or another sweep dir){unfinished}"
