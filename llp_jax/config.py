@@ -116,6 +116,7 @@ class LoggerConfig:
     tags: list[str] = field(default_factory=list)
     job_type: str = "train"
     notes: str | None = None
+    log_encoder: bool = False  # the trained encoder as a wandb artifact of type "model"
     log_every: int = 10  # an INFO log line every this many epochs (and for every round's events)
 
 

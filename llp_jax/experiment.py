@@ -78,7 +78,9 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path) -> dict:
         _check_same_run(cfg, run_dir)
         resume_from = records_covered(folder)
     config = OmegaConf.to_container(cfg, resolve=True)
-    writer = MetricsWriter(run_dir, wandb_settings, config, run.logger.log_every, resume_from)
+    writer = MetricsWriter(
+        run_dir, wandb_settings, config, run.logger.log_every, resume_from, run.logger.log_encoder
+    )
     checkpoints = RunCheckpoints(folder, run.method.train.checkpoint_every, lambda: writer.records)
     try:
         with checkpointing(checkpoints):

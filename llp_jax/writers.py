@@ -95,9 +95,10 @@ class MetricsWriter:
         run_config: dict | None = None,
         log_every: int = 10,
         resume_from: int | None = None,
+        log_encoder: bool = False,
     ):
         self.run_dir = Path(run_dir)
-        self.log_every = log_every
+        self.log_every, self.log_encoder = log_every, log_encoder
         self.records = 0  # records logged so far, those of a resumed run's replay included
         self._replay = 0
         if resume_from is None:
@@ -125,8 +126,10 @@ class MetricsWriter:
 
     def _wandb_keys(self, record: dict) -> dict:
         """The numbers of a record for wandb, under round<r>/ when it belongs to a round of LLP-BP, so that
-        the rounds' curves do not overwrite each other; each round's curves are drawn against its epochs."""
+        the rounds' curves do not overwrite each other; each round's curves are drawn against its epochs.
+        A BP record's message changes become a line plot and its marginals' histogram a histogram."""
         numbers = {k: v for k, v in record.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+        numbers |= self._wandb_media(record)
         if "round" not in record:
             return numbers
         r = numbers.pop("round")
@@ -136,12 +139,34 @@ class MetricsWriter:
             self.wandb_run.define_metric(f"round{r}/*", step_metric=f"round{r}/epoch")
         return {f"round{r}/{key}": value for key, value in numbers.items()}
 
+    def _wandb_media(self, record: dict) -> dict:
+        import wandb
+
+        media = {}
+        if "bp_deltas" in record:
+            table = wandb.Table(data=list(enumerate(record["bp_deltas"], 1)), columns=["iteration", "delta"])
+            media["bp_deltas"] = wandb.plot.line(
+                table, "iteration", "delta", title="BP: largest message change"
+            )
+        if "bp_marginals_histogram" in record:
+            counts = np.asarray(record["bp_marginals_histogram"])
+            edges = np.linspace(0.0, 1.0, len(counts) + 1)
+            media["bp_marginals"] = wandb.Histogram(np_histogram=(counts, edges))
+        return media
+
     def finish(self, summary: dict) -> None:
         (self.run_dir / "metrics.json").write_text(json.dumps(_plain(summary), indent=2) + "\n")
         self.log({"event": "final", **summary})
         self._close()
         if self.wandb_run is not None:
             self.wandb_run.summary.update(_plain(summary))
+            if self.log_encoder and (self.run_dir / "encoder").exists():
+                import wandb
+
+                artifact = wandb.Artifact(f"encoder-{self.wandb_run.id}", type="model")
+                artifact.add_dir(str(self.run_dir / "encoder"))
+                artifact.add_file(str(self.run_dir / "encoder.json"))
+                self.wandb_run.log_artifact(artifact)
             self.wandb_run.finish()
 
     def fail(self, error: BaseException) -> None:

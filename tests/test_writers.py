@@ -71,11 +71,16 @@ def test_wandb_run_is_named_grouped_and_keyed_by_round(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_SILENT", "true")
     settings = {"project": "llp_jax", "mode": "offline", "name": "run-a", "group": "sweep-1"}
     settings |= {"tags": ["adult", "bag512"], "job_type": "train", "notes": "a test"}
-    writer = MetricsWriter(tmp_path / "run", settings, {"seed": 0})
+    writer = MetricsWriter(tmp_path / "run", settings, {"seed": 0}, log_encoder=True)
     run = writer.wandb_run
     for round_index, loss in ((1, 0.5), (2, 0.4)):
         writer.log({"round": round_index, "epoch": 1, "train_loss": loss})
+    bp = {"round": 1, "event": "bp", "bp_iterations": 3, "bp_deltas": [1.0, 0.1, 0.01]}
+    writer.log({**bp, "bp_marginals_histogram": [5, 0, 1, 4]})
     writer.log({"event": "output_calibration", "scale": 2.0})
+    assert {"round1/bp_deltas_table", "round1/bp_marginals", "round1/bp_iterations"} <= set(
+        run.summary.keys()
+    )
     assert (run.name, run.group, tuple(run.tags), run.job_type) == (
         "run-a",
         "sweep-1",
@@ -84,5 +89,8 @@ def test_wandb_run_is_named_grouped_and_keyed_by_round(tmp_path, monkeypatch):
     )
     assert run.summary["round1/train_loss"] == 0.5 and run.summary["round2/train_loss"] == 0.4
     assert run.summary["scale"] == 2.0
+    (tmp_path / "run" / "encoder").mkdir()  # what save_encoder leaves, for the artifact
+    (tmp_path / "run" / "encoder" / "state").write_text("weights")
+    (tmp_path / "run" / "encoder.json").write_text("{}")
     writer.finish({"test_auc": 0.7})
     assert (tmp_path / "run" / "metrics.json").exists()
