@@ -247,11 +247,13 @@ def schemas() -> dict[str, dict[str, type]]:
 
 
 def register_configs() -> None:
-    """Store every schema as `<group>/schema_<name>`."""
+    """Store every schema as `hydra/schema/<group>/<name>`, which a config of the group extends
+    (`- /hydra/schema/<group>@_here_: <name>` in its defaults). Under hydra/ the schemas stay out of the
+    groups and options that --help and tab completion list for the application."""
     store = ConfigStore.instance()
     for group, named in schemas().items():
         for name, node in named.items():
-            store.store(group=group, name=f"schema_{name}", node=node)
+            store.store(group=f"hydra/schema/{group}", name=name, node=node)
 
 
 def compose(*overrides: str) -> DictConfig:

@@ -49,3 +49,11 @@ def test_hydra_info_prints_each_line_once(tmp_path):
     )
     output = completed.stdout + completed.stderr
     assert completed.returncode == 0 and output.count("Installed Hydra Plugins") == 1, output[:500]
+
+
+def test_help_lists_the_config_groups_without_internal_schemas(tmp_path):
+    completed = subprocess.run(
+        [sys.executable, str(TRAIN), "--help"], cwd=tmp_path, capture_output=True, text=True
+    )
+    groups = completed.stdout.split("== Configuration groups ==")[1].split("== Config ==")[0]
+    assert "method: dllp, easyllp, llp_bp, supervised" in groups and "schema" not in groups, groups
