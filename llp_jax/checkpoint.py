@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import orbax.checkpoint as ocp
 from flax import nnx
 
 from llp_jax.models import MODELS, Encoder, make_encoder, model_name
+from llp_jax.train.checkpoints import orbax_checkpoint
 
 CHECKPOINT_DIR = "encoder"
 # Beside the orbax folder: what rebuilds the module the state belongs to.
@@ -25,7 +25,7 @@ def save_encoder(model: Encoder, run_dir: str | Path) -> Path:
         "feature_shape": list(model.feature_shape),
     }
     (run_dir / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
-    checkpointer = ocp.StandardCheckpointer()
+    checkpointer = orbax_checkpoint().StandardCheckpointer()
     checkpointer.save(run_dir / CHECKPOINT_DIR, nnx.state(model), force=True)
     checkpointer.wait_until_finished()
     return run_dir / CHECKPOINT_DIR
@@ -45,5 +45,5 @@ def load_encoder(run_dir: str | Path) -> Encoder:
     # Shapes only: the restored state replaces every parameter.
     abstract = nnx.eval_shape(lambda: make_encoder(settings, metadata["feature_shape"], rngs=0))
     graphdef, abstract_state = nnx.split(abstract)
-    state = ocp.StandardCheckpointer().restore(run_dir / CHECKPOINT_DIR, abstract_state)
+    state = orbax_checkpoint().StandardCheckpointer().restore(run_dir / CHECKPOINT_DIR, abstract_state)
     return nnx.merge(graphdef, state)

@@ -1,7 +1,8 @@
 """The application layer's configuration: Hydra schemas derived from the settings types the subsystems
 own, and the one place a composed config becomes typed, checked settings.
 
-    register_configs()            # every schema into Hydra's ConfigStore (configs/ picks them)
+    register_configs()            # every schema into Hydra's ConfigStore (llp_jax/configs picks them)
+    cfg = compose("dataset=adult", "method=llp_bp")   # the configs as the command line composes them
     run = resolve(cfg)            # RunSettings: typed, checked before any data is loaded
 
 Schemas are derived (`schema_of`) from the subsystems' settings types, so that each default lives in
@@ -16,11 +17,15 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 import types
 import typing
 from dataclasses import dataclass, field, make_dataclass
+from pathlib import Path
 from typing import Any, NamedTuple
 
+from hydra import compose as hydra_compose
+from hydra import initialize_config_dir
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
@@ -28,6 +33,8 @@ from llp_jax.data import LOADERS, BaggingSettings
 from llp_jax.methods import METHODS, FitSettings
 from llp_jax.models import MODELS
 from llp_jax.train.settings import TrainSettings
+
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
 # ----------------------------------------------------------------------------------------------------
 # Datasets: the loaders' keyword arguments (less data_dir and seed), as config fields.
@@ -96,12 +103,21 @@ DATASET_SCHEMAS = {
 
 @dataclass
 class LoggerConfig:
-    """metrics.jsonl and metrics.json are always written; wandb is optional and offline by default."""
+    """metrics.jsonl and metrics.json are always written; wandb is optional and offline by default.
+    name: the wandb run's name (None: the run folder's); group: its group (None: the sweep folder's
+    name in a sweep); tags, job_type and notes as wandb takes them."""
 
     wandb: bool = False
     project: str = "llp_jax"
     entity: str | None = None
     mode: str = "offline"
+    name: str | None = None
+    group: str | None = None
+    tags: list[str] = field(default_factory=list)
+    job_type: str = "train"
+    notes: str | None = None
+    log_encoder: bool = False  # the trained encoder as a wandb artifact of type "model"
+    log_every: int = 10  # an INFO log line every this many epochs (and for every round's events)
 
 
 @dataclass
@@ -231,11 +247,20 @@ def schemas() -> dict[str, dict[str, type]]:
 
 
 def register_configs() -> None:
-    """Store every schema as `<group>/schema_<name>`."""
+    """Store every schema as `hydra/schema/<group>/<name>`, which a config of the group extends
+    (`- /hydra/schema/<group>@_here_: <name>` in its defaults). Under hydra/ the schemas stay out of the
+    groups and options that --help and tab completion list for the application."""
     store = ConfigStore.instance()
     for group, named in schemas().items():
         for name, node in named.items():
-            store.store(group=group, name=f"schema_{name}", node=node)
+            store.store(group=f"hydra/schema/{group}", name=name, node=node)
+
+
+def compose(*overrides: str) -> DictConfig:
+    """The config that `llp-train *overrides` runs, composed from the package's configs (any folder)."""
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
+        return hydra_compose(config_name="config", overrides=list(overrides))
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -250,9 +275,13 @@ class DatasetChoice(NamedTuple):
     options: dict[str, Any]
 
 
+# What a sweeper may optimise: validation numbers of the summary, lower is better. Never a test metric.
+OPTIMIZED_METRICS = ("selection_loss", "val_bag_loss")
+
+
 class RunSettings(NamedTuple):
     """Everything a run reads, typed: seed (>= 0), dataset, bagging, the method's name and settings
-    (FitSettings or the method's subclass) and the logger config."""
+    (FitSettings or the method's subclass), the logger config and the summary key a sweeper minimises."""
 
     seed: int
     dataset: DatasetChoice
@@ -260,6 +289,7 @@ class RunSettings(NamedTuple):
     method_name: str
     method: FitSettings
     logger: LoggerConfig
+    optimized_metric: str
 
 
 def resolve(cfg: DictConfig) -> RunSettings:
@@ -268,16 +298,23 @@ def resolve(cfg: DictConfig) -> RunSettings:
     seed = cfg.seed
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed={seed!r}; expected a non-negative integer, e.g. seed=0")
+    optimized = cfg.get("optimized_metric", OPTIMIZED_METRICS[0])
+    if optimized not in OPTIMIZED_METRICS:
+        raise ValueError(
+            f"optimized_metric={optimized!r}; a sweeper may only optimise a validation criterion (lower is "
+            f"better), never a test metric: choose one of {OPTIMIZED_METRICS}"
+        )
     name = cfg.method.name
     if name not in METHODS:
         raise ValueError(f"method={name!r} is not known; choose one of {sorted(METHODS)}")
     if cfg.model.name not in MODELS:
         raise ValueError(f"model={cfg.model.name!r} is not known; choose one of {sorted(MODELS)}")
     groups = {key: settings_from(settings, cfg[key]) for key, settings in method_groups(name).items()}
+    train = settings_from(TrainSettings, cfg.train)
+    if train.progress is None:  # progress bars on a terminal only, plain log lines elsewhere
+        train = train._replace(progress=sys.stderr.isatty())
     method = METHODS[name].settings(
-        model=settings_from(MODELS[cfg.model.name].settings, cfg.model),
-        train=settings_from(TrainSettings, cfg.train),
-        **groups,
+        model=settings_from(MODELS[cfg.model.name].settings, cfg.model), train=train, **groups
     )
     method.check()
     dataset = OmegaConf.to_container(cfg.dataset, resolve=True)
@@ -291,4 +328,5 @@ def resolve(cfg: DictConfig) -> RunSettings:
         method_name=name,
         method=method,
         logger=OmegaConf.to_object(cfg.logger),
+        optimized_metric=optimized,
     )

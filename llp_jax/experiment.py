@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import time
 from pathlib import Path
 
@@ -15,10 +17,25 @@ from llp_jax.data import load_dataset, make_bags
 from llp_jax.data.bags import Bags
 from llp_jax.data.dataset import Dataset
 from llp_jax.methods import METHODS
+from llp_jax.provenance import provenance
 from llp_jax.streams import stream_key, stream_seed
+from llp_jax.train.checkpoints import RunCheckpoints, checkpointing, records_covered
 from llp_jax.train.loop import predict
 from llp_jax.train.metrics import classification_metrics
 from llp_jax.writers import MetricsWriter
+
+CHECKPOINTS = "checkpoints"  # the run folder's checkpoints of the training state, until the run ends
+
+
+def use_compilation_cache(folder: str | None) -> None:
+    """Turn on JAX's persistent compilation cache in `folder` (~ expanded; None: leave it off), for every
+    compilation however short: a run compiles about a hundred small programs, which a fresh process
+    would otherwise compile again."""
+    if folder is None:
+        return
+    jax.config.update("jax_compilation_cache_dir", str(Path(folder).expanduser()))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
 def build_bags(data: Dataset, run: RunSettings) -> tuple[Bags, Bags]:
@@ -33,11 +50,74 @@ def build_bags(data: Dataset, run: RunSettings) -> tuple[Bags, Bags]:
 
 def run_experiment(cfg: DictConfig, run_dir: str | Path) -> dict:
     """Run the method of `cfg` and return the final summary, also written to run_dir/metrics.json.
-    The config is resolved and checked (llp_jax.config.resolve) before any data is loaded."""
+
+    The config is resolved and checked (llp_jax.config.resolve) before anything is written or loaded;
+    run_dir must not hold another run (llp_jax.writers.claim_run_dir), unless the run resumes the
+    unfinished run there (train.resume, or a SLURM requeue) with the same settings. A run that fails
+    leaves run_dir/failed.json with its traceback, and the error is raised again. The training state is
+    checkpointed into run_dir/checkpoints while the run goes on (llp_jax.train.checkpoints)."""
     start = time.perf_counter()
     run = resolve(cfg)
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    wandb_settings = None
+    if run.logger.wandb:
+        logger = run.logger
+        wandb_settings = {
+            "project": logger.project,
+            "entity": logger.entity,
+            "mode": logger.mode,
+            "name": logger.name or run_dir.name,
+            "group": logger.group,
+            "tags": list(logger.tags),
+            "job_type": logger.job_type,
+            "notes": logger.notes,
+        }
+    folder = run_dir / CHECKPOINTS
+    resume_from = None
+    if _resuming(run, run_dir):
+        _check_same_run(cfg, run_dir)
+        resume_from = records_covered(folder)
+    config = OmegaConf.to_container(cfg, resolve=True)
+    writer = MetricsWriter(
+        run_dir, wandb_settings, config, run.logger.log_every, resume_from, run.logger.log_encoder
+    )
+    checkpoints = RunCheckpoints(folder, run.method.train.checkpoint_every, lambda: writer.records)
+    try:
+        with checkpointing(checkpoints):
+            summary = _run(cfg, run, run_dir, writer.log, start)
+    except BaseException as error:
+        writer.fail(error)
+        raise
+    writer.finish(summary)
+    shutil.rmtree(folder, ignore_errors=True)  # the run is finished and its encoder saved
+    return summary
+
+
+def _resuming(run: RunSettings, run_dir: Path) -> bool:
+    """train.resume, or a job that SLURM requeued (SLURM_RESTART_COUNT > 0) into its unfinished folder."""
+    requeued = int(os.environ.get("SLURM_RESTART_COUNT", "0")) > 0
+    return run.method.train.resume or (requeued and (run_dir / "metrics.jsonl").exists())
+
+
+def _check_same_run(cfg: DictConfig, run_dir: Path) -> None:
+    """A run resumes only the run of the same settings (train.resume and train.progress aside)."""
+    saved_file = run_dir / "config_resolved.yaml"
+    if not saved_file.exists():
+        raise FileNotFoundError(f"{saved_file} is missing: there is no run to resume in {run_dir}")
+    ignored = ("resume", "progress")
+    saved, now = OmegaConf.to_container(OmegaConf.load(saved_file)), OmegaConf.to_container(cfg, resolve=True)
+    for config in (saved, now):
+        config["train"] = {key: value for key, value in config["train"].items() if key not in ignored}
+    if saved != now:
+        changed = sorted(key for key in set(saved) | set(now) if saved.get(key) != now.get(key))
+        raise ValueError(
+            f"the run in {run_dir} was started with other settings ({', '.join(changed)} differ); resume it "
+            "with the settings of its config_resolved.yaml, or start a new run in another folder"
+        )
+
+
+def _run(cfg: DictConfig, run: RunSettings, run_dir: Path, log, start: float) -> dict:
+    """The run proper: data, bags, the method, the saved encoder and the test metrics (the summary)."""
     (run_dir / "config_resolved.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     data = load_dataset(
         run.dataset.name,
@@ -46,15 +126,13 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path) -> dict:
         **run.dataset.options,
     )
     train_bags, val_bags = build_bags(data, run)
-    wandb_settings = None
-    if run.logger.wandb:
-        wandb_settings = {"project": run.logger.project, "entity": run.logger.entity, "mode": run.logger.mode}
-    writer = MetricsWriter(run_dir, wandb_settings, OmegaConf.to_container(cfg, resolve=True))
     key = stream_key(jax.random.key(run.seed), "method")
-    result = METHODS[run.method_name].fit(data, train_bags, val_bags, run.method, key, writer.log)
+    result = METHODS[run.method_name].fit(data, train_bags, val_bags, run.method, key, log)
     save_encoder(result.model, run_dir)
     test_logits, _ = predict(result.model, data.test.x, run.method.train.eval_batch_size)
-    summary = {
+    best = result.history[result.best_epoch - 1]
+    return {
+        "status": "finished",
         "method": run.method_name,
         "dataset": run.dataset.name,
         "bagging": str(run.bagging.kind),
@@ -69,10 +147,10 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path) -> dict:
         "n_bags": train_bags.n_bags,
         "n_val_bags": val_bags.n_bags,
         "best_epoch": result.best_epoch,
-        "val_bag_loss": result.history[result.best_epoch - 1]["val_bag_loss"],
+        "val_bag_loss": best["val_bag_loss"],
+        "selection_loss": best["selection_loss"],
         "epochs_run": len(result.history),
         "selection": str(result.selection),
         "wall_time_s": time.perf_counter() - start,
+        "provenance": provenance(),
     }
-    writer.finish(summary)
-    return summary

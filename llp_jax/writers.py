@@ -1,9 +1,17 @@
-"""Where metrics go: metrics.jsonl (streamed, one record a line), metrics.json (final), wandb optionally."""
+"""Where metrics go: metrics.jsonl (streamed, one record a line), metrics.json (final), wandb optionally.
+
+A run folder belongs to one run: the writer claims it by creating metrics.jsonl exclusively, and refuses a
+folder that already holds a run's files, so no finished result is ever appended to or overwritten.
+A run that fails leaves failed.json (status, error and traceback) instead of metrics.json.
+"""
 
 from __future__ import annotations
 
 import json
+import logging
 import math
+import os
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -23,33 +31,157 @@ def _plain(value: Any) -> Any:
     return value
 
 
+RUN_FILES = ("metrics.jsonl", "metrics.json", "failed.json")
+logger = logging.getLogger("llp_jax")
+
+
+def log_line(record: dict) -> str:
+    """A record as one readable log line: its round and epoch or event first, then key value pairs."""
+    head = [f"{key} {record[key]}" for key in ("round", "epoch", "event") if key in record]
+    rest = [
+        f"{key} {value:.4g}" if isinstance(value, float) else f"{key} {value}"
+        for key, value in record.items()
+        if key not in ("round", "epoch", "event") and isinstance(value, int | float | str)
+    ]
+    return ", ".join(head) + ": " + " ".join(rest)
+
+
+def claim_run_dir(run_dir: Path):
+    """Create run_dir if needed and open run_dir/metrics.jsonl exclusively for writing; FileExistsError
+    naming the folder when it holds another run's files (also when two runs start in it at once)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    taken = [name for name in RUN_FILES if (run_dir / name).exists()]
+    if not taken:
+        try:
+            return open(run_dir / "metrics.jsonl", "x", encoding="utf-8")
+        except FileExistsError:  # another run claimed it since the check
+            taken = ["metrics.jsonl"]
+    unfinished = "" if "metrics.json" in taken else "; or add train.resume=true to continue that run"
+    raise FileExistsError(
+        f"{run_dir} already holds a run ({', '.join(taken)}); results are never overwritten: give this run "
+        f"its own folder (hydra.run.dir=... or another sweep dir){unfinished}"
+    )
+
+
+def reopen_run_dir(run_dir: Path, keep: int):
+    """Reopen an unfinished run's metrics.jsonl for a resumed run: its first `keep` records (those its
+    latest checkpoint covers) are kept and the file is rewritten with them, never appended to blindly;
+    failed.json goes. FileNotFoundError or FileExistsError where there is nothing to resume."""
+    jsonl = run_dir / "metrics.jsonl"
+    if (run_dir / "metrics.json").exists():
+        raise FileExistsError(f"{run_dir} holds a finished run (metrics.json): there is nothing to resume")
+    if not jsonl.exists():
+        raise FileNotFoundError(f"{run_dir / 'metrics.jsonl'} is missing: there is no run to resume there")
+    kept = jsonl.read_text(encoding="utf-8").splitlines(keepends=True)[:keep]
+    partial = run_dir / "metrics.jsonl.tmp"
+    partial.write_text("".join(kept), encoding="utf-8")
+    os.replace(partial, jsonl)
+    (run_dir / "failed.json").unlink(missing_ok=True)
+    return open(jsonl, "a", encoding="utf-8")
+
+
 class MetricsWriter:
-    """Appends records to run_dir/metrics.jsonl as they come (flushed, so nothing finished is lost) and
-    writes the final summary to run_dir/metrics.json. With wandb=True also logs to Weights & Biases
-    (imported only then; mode 'offline' by default)."""
+    """Streams records to run_dir/metrics.jsonl as they come (flushed, so nothing finished is lost) and
+    writes the final summary to run_dir/metrics.json, or failed.json for a run that failed. The folder
+    must not hold another run (`claim_run_dir`). Events (a BP round, the calibration) and epochs 1,
+    1 + log_every, ... also go to the `llp_jax` logger at INFO, so a cluster log is readable without
+    progress bars. With wandb settings also logs to Weights & Biases (imported only then; mode
+    'offline' by default)."""
 
     def __init__(
-        self, run_dir: str | Path, wandb_settings: dict | None = None, run_config: dict | None = None
+        self,
+        run_dir: str | Path,
+        wandb_settings: dict | None = None,
+        run_config: dict | None = None,
+        log_every: int = 10,
+        resume_from: int | None = None,
+        log_encoder: bool = False,
     ):
         self.run_dir = Path(run_dir)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        self._jsonl = open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8")
-        self._wandb = None
+        self.log_every, self.log_encoder = log_every, log_encoder
+        self.records = 0  # records logged so far, those of a resumed run's replay included
+        self._replay = 0
+        if resume_from is None:
+            self._jsonl = claim_run_dir(self.run_dir)
+        else:
+            self._jsonl, self._replay = reopen_run_dir(self.run_dir, resume_from), resume_from
+        self.wandb_run = None
         if wandb_settings is not None:
             import wandb
 
-            self._wandb = wandb.init(config=run_config, dir=str(self.run_dir), **wandb_settings)
+            self.wandb_run = wandb.init(config=run_config, dir=str(self.run_dir), **wandb_settings)
+            self._wandb_rounds: set[int] = set()
 
     def log(self, record: dict) -> None:
+        self.records += 1
+        if self._jsonl.closed or self.records <= self._replay:  # a resumed run's replay: already on disk
+            return
         self._jsonl.write(json.dumps(_plain(record)) + "\n")
         self._jsonl.flush()
-        if self._wandb is not None:
-            self._wandb.log({key: value for key, value in record.items() if isinstance(value, (int, float))})
+        event = record.get("event")
+        if event not in (None, "final") or record.get("epoch", 0) % self.log_every == 1 % self.log_every:
+            logger.info(log_line(record))
+        if self.wandb_run is not None:
+            self.wandb_run.log(self._wandb_keys(record))
+
+    def _wandb_keys(self, record: dict) -> dict:
+        """The numbers of a record for wandb, under round<r>/ when it belongs to a round of LLP-BP, so that
+        the rounds' curves do not overwrite each other; each round's curves are drawn against its epochs.
+        A BP record's message changes become a line plot and its marginals' histogram a histogram."""
+        numbers = {k: v for k, v in record.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+        numbers |= self._wandb_media(record)
+        if "round" not in record:
+            return numbers
+        r = numbers.pop("round")
+        if r not in self._wandb_rounds:
+            self._wandb_rounds.add(r)
+            self.wandb_run.define_metric(f"round{r}/epoch")
+            self.wandb_run.define_metric(f"round{r}/*", step_metric=f"round{r}/epoch")
+        return {f"round{r}/{key}": value for key, value in numbers.items()}
+
+    def _wandb_media(self, record: dict) -> dict:
+        import wandb
+
+        media = {}
+        if "bp_deltas" in record:
+            table = wandb.Table(data=list(enumerate(record["bp_deltas"], 1)), columns=["iteration", "delta"])
+            media["bp_deltas"] = wandb.plot.line(
+                table, "iteration", "delta", title="BP: largest message change"
+            )
+        if "bp_marginals_histogram" in record:
+            counts = np.asarray(record["bp_marginals_histogram"])
+            edges = np.linspace(0.0, 1.0, len(counts) + 1)
+            media["bp_marginals"] = wandb.Histogram(np_histogram=(counts, edges))
+        return media
 
     def finish(self, summary: dict) -> None:
         (self.run_dir / "metrics.json").write_text(json.dumps(_plain(summary), indent=2) + "\n")
         self.log({"event": "final", **summary})
-        self._jsonl.close()
-        if self._wandb is not None:
-            self._wandb.summary.update(_plain(summary))
-            self._wandb.finish()
+        self._close()
+        if self.wandb_run is not None:
+            self.wandb_run.summary.update(_plain(summary))
+            if self.log_encoder and (self.run_dir / "encoder").exists():
+                import wandb
+
+                artifact = wandb.Artifact(f"encoder-{self.wandb_run.id}", type="model")
+                artifact.add_dir(str(self.run_dir / "encoder"))
+                artifact.add_file(str(self.run_dir / "encoder.json"))
+                self.wandb_run.log_artifact(artifact)
+            self.wandb_run.finish()
+
+    def fail(self, error: BaseException) -> None:
+        """Record a failed run: failed.json with its status, error and traceback; wandb is closed too."""
+        record = {
+            "status": "failed",
+            "error": f"{type(error).__name__}: {error}",
+            "traceback": "".join(traceback.format_exception(error)),
+        }
+        (self.run_dir / "failed.json").write_text(json.dumps(record, indent=2) + "\n")
+        self.log({"event": "failed", "error": record["error"]})
+        self._close()
+        if self.wandb_run is not None:
+            self.wandb_run.finish(exit_code=1)
+
+    def _close(self) -> None:
+        if not self._jsonl.closed:
+            self._jsonl.close()

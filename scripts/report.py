@@ -2,10 +2,12 @@
 
     python scripts/report.py multirun/2026-11-25/12-00-00 --out benchmarks/bag_sizes
 
-prints a markdown table of test AUC, mean ± standard deviation over seeds, one row per dataset and method,
-one column per bag size, and writes <out>.md, <out>.json and <out>.png (AUC against bag size). Several
-runs of one method, dataset, bag size and seed (variants of its settings) are resolved on the validation
-bags: the one with the lowest validation bag loss counts.
+prints a markdown table of test AUC, mean ± standard deviation over seeds and their number, one row per
+dataset and method (and per value of each config key given with --by, e.g. --by train.learning_rate),
+one column per bag size, and writes <out>.md, <out>.json and <out>.png (AUC against bag size, with
+standard-deviation bands). Several runs of one method, dataset, bag size, seed and --by values (variants
+of its settings) are resolved on the validation bags: the one with the lowest validation bag loss counts.
+Failed runs (failed.json) and unfinished ones (metrics.jsonl only) are listed by folder.
 """
 
 from __future__ import annotations
@@ -16,36 +18,81 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
+import yaml
+
+RUN_FILES = ("metrics.json", "failed.json", "metrics.jsonl")
 
 
-def collect(folders: list[Path], metric: str) -> tuple[dict, dict]:
-    """(dataset, method) -> bag size -> the metric of every seed found; and, where runs of one method
-    came from several sweeps, (dataset, method, bag size) -> sweep folder -> how many seeds it won.
+def flatten(tree: dict, prefix: str = "") -> dict:
+    """{"train": {"learning_rate": 0.01}} -> {"train.learning_rate": 0.01}; lists become strings."""
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat |= flatten(value, f"{prefix}{key}.")
+        else:
+            flat[f"{prefix}{key}"] = str(value) if isinstance(value, list) else value
+    return flat
 
-    Where the folders hold several runs of one method at the same dataset, bag size and seed (variants of
-    its settings), the run with the lowest validation bag loss is kept: settings are chosen on the
-    validation bags, never on test or instance labels.
+
+def run_folders(folders: list[Path]) -> tuple[list[Path], list[Path], list[Path]]:
+    """The run folders under `folders`: (finished: with metrics.json, failed: with failed.json,
+    unfinished: with metrics.jsonl only, a run still going or killed)."""
+    found = {name: [p.parent for f in folders for p in sorted(f.rglob(name))] for name in RUN_FILES}
+    done = set(found["metrics.json"]) | set(found["failed.json"])
+    return found["metrics.json"], found["failed.json"], [p for p in found["metrics.jsonl"] if p not in done]
+
+
+def collect(folders: list[Path], metric: str, by: tuple[str, ...] = ()) -> tuple[dict, dict]:
+    """(dataset, method, *values of `by`) -> bag size -> the metric of every seed found; and, where runs
+    of one method came from several sweeps, (dataset, method, bag size) -> sweep folder -> how many seeds
+    it won. `by`: config keys (e.g. train.learning_rate, from each run's config_resolved.yaml) that set
+    runs apart in the table, as method and dataset do.
+
+    Where the folders hold several runs of one method at the same dataset, bag size, seed and `by`
+    values (variants of its settings), the run with the lowest validation bag loss is kept: settings are
+    chosen on the validation bags, never on test or instance labels.
     """
-    paths = [path for folder in folders for path in sorted(folder.rglob("metrics.json"))]
-    if not paths:
+    finished, _, _ = run_folders(folders)
+    if not finished:
         raise SystemExit(
             f"no metrics.json under {', '.join(map(str, folders))}; give the folder of a run or sweep"
         )
-    chosen: dict[tuple, dict] = {}
-    for path in paths:
-        run = json.loads(path.read_text())
-        key = (run["dataset"], run["method"], int(run["bag_size"]), run["seed"])
-        if key not in chosen or run["val_bag_loss"] < chosen[key]["val_bag_loss"]:
-            chosen[key] = {**run, "path": str(path.parent)}
-    table: dict[tuple[str, str], dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
-    wins: dict[tuple[str, str, int], dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    for (dataset, method, bag_size, _), run in sorted(chosen.items()):
-        table[(dataset, method)][bag_size].append(run[metric])
-        wins[(dataset, method, bag_size)][Path(run["path"]).parent.name] += 1
-    sweeps = defaultdict(set)
-    for path in paths:
-        sweeps[json.loads(path.read_text())["method"]].add(path.parent.parent.name)
-    return table, {key: dict(won) for key, won in wins.items() if len(sweeps[key[1]]) > 1}
+    rows = []
+    for folder in finished:
+        config_file = folder / "config_resolved.yaml"
+        config = flatten(yaml.safe_load(config_file.read_text())) if config_file.exists() else {}
+        missing = [key for key in by if key not in config]
+        if missing:
+            raise SystemExit(
+                f"{folder} has no config key {missing[0]!r}; --by takes keys of config_resolved.yaml"
+            )
+        run = json.loads((folder / "metrics.json").read_text())
+        rows.append({**run, "by": tuple(config[key] for key in by), "path": folder})
+    runs = pd.DataFrame(rows)
+    runs["sweep"] = [path.parent.name for path in runs["path"]]
+    key = ["dataset", "method", "bag_size", "seed", "by"]
+    chosen = runs.sort_values("val_bag_loss", kind="stable").drop_duplicates(key).sort_values(key)
+    table: dict[tuple, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for run in chosen.itertuples():
+        table[(run.dataset, run.method, *run.by)][int(run.bag_size)].append(getattr(run, metric))
+    several = runs.groupby("method")["sweep"].nunique()
+    wins = {
+        (dataset, method, int(size)): group["sweep"].value_counts().to_dict()
+        for (dataset, method, size), group in chosen.groupby(["dataset", "method", "bag_size"])
+        if several[method] > 1
+    }
+    return table, wins
+
+
+def problems_markdown(folders: list[Path]) -> str:
+    """The runs that have no result: failed (with their error) and unfinished ones."""
+    _, failed, unfinished = run_folders(folders)
+    lines = [
+        f"- failed: {path} ({json.loads((path / 'failed.json').read_text())['error']})" for path in failed
+    ]
+    lines += [f"- unfinished (no metrics.json): {path}" for path in unfinished]
+    return "Runs without a result\n\n" + "\n".join(lines) + "\n" if lines else ""
 
 
 def choices_markdown(wins: dict) -> str:
@@ -57,46 +104,58 @@ def choices_markdown(wins: dict) -> str:
     return "Variants chosen on the validation bags (sweep folder: seeds)\n\n" + "\n".join(lines) + "\n"
 
 
-def markdown(table, metric: str) -> str:
+def markdown(table, metric: str, by: tuple[str, ...] = ()) -> str:
+    """The table as markdown: a row per dataset, method and `by` values, a column per bag size; each cell
+    the mean ± standard deviation over seeds and how many there were."""
     sizes = sorted({size for row in table.values() for size in row})
+    columns = ["dataset", "method", *by, *(f"bag {size}" for size in sizes)]
     lines = [
-        f"| dataset | method | {' | '.join(f'bag {size}' for size in sizes)} |",
-        "|---|---|" + "---|" * len(sizes),
+        f"| {' | '.join(columns)} |",
+        "|---|---|" + "---|" * (len(by) + len(sizes)),
     ]
-    for (dataset, method), row in sorted(table.items()):
+    for row_key, row in sorted(table.items(), key=lambda item: tuple(map(str, item[0]))):
         cells = []
         for size in sizes:
             values = [v for v in row.get(size, []) if v is not None]
             if not values:
                 cells.append("")
             elif len(values) == 1:
-                cells.append(f"{values[0]:.3f}")
+                cells.append(f"{values[0]:.3f} (n=1)")
             else:
                 cells.append(f"{np.mean(values):.3f} ± {np.std(values, ddof=1):.3f} (n={len(values)})")
-        lines.append(f"| {dataset} | {method} | {' | '.join(cells)} |")
+        lines.append(f"| {' | '.join(map(str, row_key))} | {' | '.join(cells)} |")
     return f"{metric}, mean ± standard deviation over seeds\n\n" + "\n".join(lines) + "\n"
 
 
-def plot(table, metric: str, path: Path) -> None:
+def plot(table, metric: str, path: Path, by: tuple[str, ...] = ()) -> None:
+    """One panel per dataset: the metric against the bag size, a line per method (and `by` values) with
+    a band of one standard deviation over seeds."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    datasets = sorted({dataset for dataset, _ in table})
+    datasets = sorted({key[0] for key in table})
     figure, axes = plt.subplots(1, len(datasets), figsize=(5 * len(datasets), 4), squeeze=False)
     for axis, dataset in zip(axes[0], datasets, strict=True):
-        for (name, method), row in sorted(table.items()):
+        all_sizes = set()
+        for (name, method, *values), row in sorted(table.items(), key=lambda item: tuple(map(str, item[0]))):
             if name != dataset:
                 continue
             sizes = sorted(row)
-            means = [np.mean([v for v in row[s] if v is not None]) for s in sizes]
-            axis.plot(sizes, means, marker="o", label=method)
-        axis.set(xscale="log", xlabel="bag size", ylabel=metric, title=dataset)
-        axis.set_xticks(sizes, [str(s) for s in sizes])
+            all_sizes |= set(sizes)
+            scores = [[v for v in row[s] if v is not None] for s in sizes]
+            means, stds = np.array([np.mean(v) for v in scores]), np.array([np.std(v) for v in scores])
+            label = ", ".join([method, *(f"{key}={value}" for key, value in zip(by, values, strict=True))])
+            (line,) = axis.plot(sizes, means, marker="o", label=label)
+            axis.fill_between(sizes, means - stds, means + stds, color=line.get_color(), alpha=0.15)
+        pretty = metric.replace("_", " ").replace("auc", "AUC")
+        axis.set(xscale="log", xlabel="bag size (log scale)", ylabel=f"{pretty} (mean ± std over seeds)")
+        axis.set_title(dataset)
+        axis.set_xticks(sorted(all_sizes), [str(s) for s in sorted(all_sizes)])
         axis.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
         axis.grid(alpha=0.3)
-        axis.legend()
+        axis.legend(fontsize="small")
     figure.tight_layout()
     figure.savefig(path, dpi=120)
 
@@ -107,17 +166,25 @@ def main() -> None:
     )
     parser.add_argument("folders", nargs="+", type=Path)
     parser.add_argument("--metric", default="test_auc")
+    parser.add_argument(
+        "--by", nargs="*", default=[], help="config keys that set runs apart, e.g. train.learning_rate"
+    )
     parser.add_argument("--out", type=Path, help="write <out>.md, <out>.json and <out>.png")
     args = parser.parse_args()
-    table, wins = collect(args.folders, args.metric)
-    text = markdown(table, args.metric) + (f"\n{choices_markdown(wins)}" if wins else "")
+    by = tuple(args.by)
+    table, wins = collect(args.folders, args.metric, by)
+    text = markdown(table, args.metric, by) + (f"\n{choices_markdown(wins)}" if wins else "")
+    problems = problems_markdown(args.folders)
+    text += f"\n{problems}" if problems else ""
     print(text)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.with_suffix(".md").write_text(text)
-        serialisable = {f"{d}/{m}": {str(s): v for s, v in row.items()} for (d, m), row in table.items()}
+        serialisable = {
+            "/".join(map(str, key)): {str(s): v for s, v in row.items()} for key, row in table.items()
+        }
         args.out.with_suffix(".json").write_text(json.dumps(serialisable, indent=2) + "\n")
-        plot(table, args.metric, args.out.with_suffix(".png"))
+        plot(table, args.metric, args.out.with_suffix(".png"), by)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,9 +11,12 @@ from hydra.errors import ConfigCompositionException
 from omegaconf.errors import ConfigKeyError
 
 from llp_jax.checkpoint import load_encoder
+from llp_jax.config import resolve
 from llp_jax.data import load_dataset
 from llp_jax.experiment import run_experiment
+from llp_jax.methods import llp_bp
 from llp_jax.streams import stream_seed
+from llp_jax.train import loop
 from llp_jax.train.metrics import roc_auc
 
 REQUIRED_KEYS = {
@@ -113,3 +117,109 @@ def test_cnn_learns_fashion_mnist(compose_config, tmp_path):
     overrides += ["method=dllp", "bagging.bag_size=8", "train.epochs=1", "train.progress=false"]
     summary = run_experiment(compose_config(*overrides), tmp_path)
     assert summary["feature_shape"] == [28, 28, 1] and summary["test_auc"] > 0.9
+
+
+def test_a_finished_run_folder_is_never_written_again(compose_config, tmp_path):
+    run_experiment(compose_config(*FAST), tmp_path)
+    before = {name: (tmp_path / name).read_text() for name in ("metrics.json", "metrics.jsonl")}
+    with pytest.raises(FileExistsError, match="already holds a run"):
+        run_experiment(compose_config(*FAST, "seed=1"), tmp_path)
+    assert {name: (tmp_path / name).read_text() for name in before} == before
+
+
+def test_a_failed_run_leaves_its_status_and_traceback(compose_config, tmp_path):
+    files = [f"dataset.data_dir={tmp_path}", "dataset.bags_path=b.csv", "dataset.test_path=t.csv"]
+    cfg = compose_config("dataset=files", "bagging=given", "dataset.train_path=nowhere.csv", *files)
+    with pytest.raises(FileNotFoundError, match="nowhere.csv"):
+        run_experiment(cfg, tmp_path / "run")
+    failed = json.loads((tmp_path / "run" / "failed.json").read_text())
+    assert failed["status"] == "failed" and "nowhere.csv" in failed["error"]
+    assert "load_dataset" in failed["traceback"] and not (tmp_path / "run" / "metrics.json").exists()
+
+
+def test_the_optimized_metric_is_a_validation_criterion(compose_config, tmp_path):
+    with pytest.raises(ValueError, match="never a test metric"):
+        resolve(compose_config(*FAST, "optimized_metric=test_auc"))
+    summary = run_experiment(compose_config(*FAST), tmp_path)
+    assert summary["selection_loss"] == summary["val_bag_loss"]  # selection on the validation bags
+
+
+def run_script(*args, cwd, env=None):
+    root = Path(__file__).resolve().parents[1]
+    command = [sys.executable, str(root / "scripts" / "train.py"), *args]
+    return subprocess.Popen(
+        command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def test_sweep_jobs_get_a_folder_each_named_by_what_varies(tmp_path):
+    sweep = tmp_path / "sweep"
+    job = run_script(
+        "-m", *FAST, "train.learning_rate=1e-3,1e-2", "seed=0,1", f"hydra.sweep.dir={sweep}", cwd=tmp_path
+    )
+    _, stderr = job.communicate(timeout=600)
+    assert job.returncode == 0, stderr
+    runs = {path.parent.name: json.loads(path.read_text()) for path in sweep.glob("*/metrics.json")}
+    common = "debug=fast,model.widths=[16,8]"
+    assert sorted(runs) == [
+        f"0_{common},seed=0,train.learning_rate=0.001",
+        f"1_{common},seed=1,train.learning_rate=0.001",
+        f"2_{common},seed=0,train.learning_rate=0.01",
+        f"3_{common},seed=1,train.learning_rate=0.01",
+    ]
+    assert len({run["test_log_loss"] for run in runs.values()}) == 4
+    report = Path(__file__).resolve().parents[1] / "scripts" / "report.py"
+    args = [sys.executable, str(report), str(sweep), "--by", "train.learning_rate"]
+    printed = subprocess.run(args, capture_output=True, text=True, check=True).stdout
+    for rate in ("0.001", "0.01"):  # a row per learning rate, each with both seeds: all four runs
+        rows = [line for line in printed.splitlines() if line.startswith(f"| synthetic | dllp | {rate} |")]
+        assert len(rows) == 1 and rows[0].endswith("(n=2) |"), printed
+
+
+def test_two_runs_started_at_once_get_two_folders_and_share_a_compilation_cache(tmp_path):
+    env = {**os.environ, "LLP_JAX_COMPILATION_CACHE": str(tmp_path / "cache")}
+    jobs = [run_script(*FAST, cwd=tmp_path, env=env) for _ in range(2)]
+    for job in jobs:
+        _, stderr = job.communicate(timeout=600)
+        assert job.returncode == 0, stderr
+    assert len(list((tmp_path / "outputs").rglob("metrics.json"))) == 2
+    assert any((tmp_path / "cache").iterdir()), "the compilation cache stayed empty"
+
+
+TIMINGS = ("wall_time_s", "epoch_time_s", "bp_s", "graph_build_s")
+
+
+def without_timings(records):
+    return [{key: value for key, value in record.items() if key not in TIMINGS} for record in records]
+
+
+def jsonl(folder):
+    return [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("kill", ["round 2 BP", "round 2 epoch 2"])
+def test_a_killed_run_resumes_to_the_uninterrupted_result(kill, compose_config, tmp_path, monkeypatch):
+    overrides = [*FAST, "method=llp_bp", "bp.max_iters=20", "train.epochs=3", "train.checkpoint_every=1"]
+    whole = run_experiment(compose_config(*overrides), tmp_path / "whole")
+    target, calls = ((llp_bp, "bp_pseudo_labels"), 2) if kill == "round 2 BP" else ((loop, "train_epoch"), 8)
+    real, count = getattr(*target), []
+
+    def killed(*args, **kwargs):  # the process dies at the calls-th call
+        count.append(1)
+        if len(count) == calls:
+            raise KeyboardInterrupt("killed")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(*target, killed)
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(compose_config(*overrides), tmp_path / "run")
+    monkeypatch.setattr(*target, real)
+    assert json.loads((tmp_path / "run" / "failed.json").read_text())["status"] == "failed"
+    with pytest.raises(FileExistsError, match="already holds a run"):  # not without train.resume
+        run_experiment(compose_config(*overrides), tmp_path / "run")
+    with pytest.raises(ValueError, match="other settings \\(seed differ\\)"):
+        run_experiment(compose_config(*overrides, "seed=1", "train.resume=true"), tmp_path / "run")
+    resumed = run_experiment(compose_config(*overrides, "train.resume=true"), tmp_path / "run")
+    assert without_timings([resumed]) == without_timings([whole])
+    assert without_timings(jsonl(tmp_path / "run")) == without_timings(jsonl(tmp_path / "whole"))
+    assert not (tmp_path / "run" / "failed.json").exists() and not (tmp_path / "run" / "checkpoints").exists()

@@ -29,6 +29,7 @@ def test_variants_are_chosen_on_the_validation_bags_and_named(tmp_path):
     assert table["adult/llp_bp"]["512"] == [0.80, 0.60]
     assert table["adult/dllp"]["512"] == [0.75]
     assert "| adult | llp_bp | 0.700 ± 0.141 (n=2) |" in printed
+    assert "| adult | dllp | 0.750 (n=1) |" in printed
     assert "- llp_bp, adult, bag 512: default 1, plain 1" in printed
     assert "dllp, adult" not in printed.split("Variants")[1]
     assert (tmp_path / "table.png").stat().st_size > 0
@@ -41,3 +42,18 @@ def test_a_folder_without_runs_is_a_clear_error(tmp_path, folder):
         [sys.executable, str(REPORT), str(tmp_path / folder)], capture_output=True, text=True
     )
     assert out.returncode != 0 and "no metrics.json under" in out.stderr
+
+
+def test_failed_and_unfinished_runs_are_named(tmp_path):
+    write_run(tmp_path, "dllp", 32, 0, val_bag_loss=0.5, test_auc=0.8)
+    failed, unfinished = tmp_path / "failed_run", tmp_path / "killed_run"
+    failed.mkdir()
+    (failed / "metrics.jsonl").write_text("")
+    (failed / "failed.json").write_text(json.dumps({"status": "failed", "error": "ValueError: bad"}))
+    unfinished.mkdir()
+    (unfinished / "metrics.jsonl").write_text("")
+    printed = subprocess.run(
+        [sys.executable, str(REPORT), str(tmp_path)], capture_output=True, text=True
+    ).stdout
+    assert f"- failed: {failed} (ValueError: bad)" in printed
+    assert f"- unfinished (no metrics.json): {unfinished}" in printed

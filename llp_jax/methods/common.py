@@ -14,6 +14,7 @@ from llp_jax.data.bags import Bags
 from llp_jax.data.dataset import Dataset
 from llp_jax.models import Encoder, make_encoder, set_output_bias
 from llp_jax.streams import stream_key
+from llp_jax.train.checkpoints import next_fit_checkpoints
 from llp_jax.train.loop import BagLoss, TrainInputs, TrainResult, ValInputs, train_encoder
 from llp_jax.train.settings import TrainSettings, check_train_settings
 
@@ -69,4 +70,5 @@ def fit_with_loss(
         settings.train,
         stream_key(key, "batches"),
         log,
+        next_fit_checkpoints(),
     )

@@ -37,6 +37,7 @@ from llp_jax.train.losses import bag_proportion_bce, instance_bce
 from llp_jax.train.metrics import roc_auc
 
 WARM_STARTS = {"dllp": dllp.fit, "easyllp": easyllp.fit}
+MARGINAL_BINS = 20  # the histogram of a round's BP marginals, bins of width 0.05 over [0, 1]
 WarmStart = enum.StrEnum("WarmStart", {name: name for name in ("none", *WARM_STARTS)})
 
 
@@ -152,6 +153,8 @@ def bp_pseudo_labels(
         "bp_iterations": n_iters,
         "bp_final_delta": float(result.deltas[n_iters - 1]),
         "bp_converged": bool(result.converged),
+        "bp_deltas": [float(delta) for delta in result.deltas[:n_iters]],  # the convergence curve
+        "bp_marginals_histogram": np.histogram(marginals, bins=MARGINAL_BINS, range=(0.0, 1.0))[0].tolist(),
     }
     return marginals, record
 

@@ -16,6 +16,7 @@ from flax import nnx
 from tqdm.auto import tqdm
 
 from llp_jax.data.bags import Bags
+from llp_jax.train.checkpoints import FitCheckpoints
 from llp_jax.train.losses import bag_proportion_bce
 from llp_jax.train.metrics import roc_auc
 from llp_jax.train.settings import SelectOn, TrainSettings, check_train_settings
@@ -215,17 +216,21 @@ def train_encoder(
     settings: TrainSettings,
     key: jax.Array,
     log: Callable[[dict], None] | None = None,
+    checkpoints: FitCheckpoints | None = None,
 ) -> TrainResult:
     """Train `model` on batches of whole training bags; keep the parameters of the best validation epoch.
 
     Epoch e shuffles its batches with fold_in(key, e). Stops after `settings.patience` epochs without
-    improvement of the selection loss. Each epoch's record goes to `log`.
+    improvement of the selection loss. Each epoch's record goes to `log`. With `checkpoints` the state is
+    saved every checkpoints.every epochs and at the end, and a saved state is resumed from: its epochs'
+    records are logged again as they were, and a finished fit is not trained again.
     """
     check_train_settings(settings)
     if settings.select_on == SelectOn.val_instances and val.labels is None:
         raise ValueError(
             "train.select_on='val_instances' needs validation instance labels, and this dataset has none"
         )
+    log = log or (lambda record: None)
     targets = np.zeros(len(train.x), np.float32) if train.targets is None else train.targets
     widths = bucket_widths(train.bags.sizes)
     buckets = _buckets(train.bags, np.asarray(targets, np.float32), widths, settings.batch_size)
@@ -235,10 +240,15 @@ def train_encoder(
     step = _make_step(graphdef, tx, loss)
     x_device = jnp.asarray(train.x)
 
-    best = BestEpoch(0, np.inf, params)
-    history = []
-    bar = tqdm(range(1, settings.epochs + 1), desc="epochs", disable=not settings.progress, leave=False)
-    for epoch in bar:
+    best, history, first, done = BestEpoch(0, np.inf, params), [], 1, False
+    saved = checkpoints.restore(state) if checkpoints is not None else None
+    if saved is not None:  # a resumed run: the epochs already run, logged again as they were
+        state, best, history = saved.state, BestEpoch(*saved.best), saved.history
+        first, done = saved.epoch + 1, saved.done
+        for record in history:
+            log(record)
+    bar = tqdm(range(first, settings.epochs + 1), desc="epochs", disable=not settings.progress, leave=False)
+    for epoch in bar if not done else ():
         start = time.perf_counter()
         state, train_loss = train_epoch(step, state, x_device, buckets, jax.random.fold_in(key, epoch))
         if not np.isfinite(train_loss):
@@ -254,12 +264,15 @@ def train_encoder(
             "epoch_time_s": time.perf_counter() - start,
         }
         history.append(record)
-        if log is not None:
-            log(record)
+        log(record)
         bar.set_postfix(train=f"{train_loss:.4f}", val=f"{scores['selection_loss']:.4f}")
-        if scores["selection_loss"] < best.selection_loss:
+        improved = scores["selection_loss"] < best.selection_loss
+        if improved:
             best = BestEpoch(epoch, scores["selection_loss"], state.params)
-        elif epoch - best.epoch >= settings.patience:
+        done = epoch == settings.epochs or (not improved and epoch - best.epoch >= settings.patience)
+        if checkpoints is not None and (done or checkpoints.due(epoch)):
+            checkpoints.save(epoch, state, best, history, done)
+        if done:
             break
     bar.close()
     return TrainResult(

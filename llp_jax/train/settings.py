@@ -22,6 +22,11 @@ class TrainSettings(NamedTuple):
     select_on: val_bags (default: the validation bags' proportion loss) or val_instances (validation
     instance labels, as the paper's code did; logged as such). Training stops after `patience` epochs
     without improvement; at large bags the validation signal is weak and long patience pays.
+    progress: tqdm bars (epochs, kNN blocks, BP iterations); None, the default, shows them on a terminal
+    only (the application resolves it), so that cluster logs hold plain lines.
+    checkpoint_every: save the training state every this many epochs (and at the end of each fit; 0:
+    at the end only) into the run folder; resume: continue the run in its folder from its checkpoints
+    (the application reads both; a run requeued by SLURM resumes by itself).
     """
 
     epochs: int = 100
@@ -31,7 +36,9 @@ class TrainSettings(NamedTuple):
     patience: int = 10
     select_on: SelectOn = SelectOn.val_bags
     eval_batch_size: int = 8192
-    progress: bool = True
+    progress: bool | None = None
+    checkpoint_every: int = 10
+    resume: bool = False
 
 
 def check_train_settings(settings: TrainSettings) -> None:
@@ -49,4 +56,8 @@ def check_train_settings(settings: TrainSettings) -> None:
     if not (math.isfinite(settings.weight_decay) and settings.weight_decay >= 0):
         raise ValueError(
             f"train.weight_decay={settings.weight_decay} must be a number >= 0 (0 turns weight decay off)"
+        )
+    if settings.checkpoint_every < 0:
+        raise ValueError(
+            f"train.checkpoint_every={settings.checkpoint_every} must be >= 0 (0: at the end of fits only)"
         )
