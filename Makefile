@@ -39,7 +39,9 @@ lint: install-dev
 # The bag-size table of the README: every method on adult and bank marketing, bag sizes 8 to 2048,
 # three seeds. LLP-BP in two variants of its settings (the default, warm-started by EasyLLP, and the
 # paper's plain rounds), resolved per run on the validation bags by scripts/report.py.
-RESULTS ?= results
+# A fresh folder per invocation: a run never writes into a folder that holds another run's results.
+RESULTS_STAMP := $(shell date +%Y-%m-%d_%H-%M-%S)
+RESULTS ?= results/$(RESULTS_STAMP)
 SEEDS := $(BIN)/python scripts/train.py -m seed=0,1,2 train.progress=false
 SWEEP := $(SEEDS) bagging.bag_size=8,32,128,512,2048
 results: install
