@@ -1,4 +1,5 @@
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -7,7 +8,7 @@ from flax import nnx
 
 from llp_jax.data.bags import random_bags
 from llp_jax.experiment import run_experiment
-from llp_jax.methods.llp_bp import calibrate_head
+from llp_jax.methods.llp_bp import calibrate_head, top_k_labels, warn_if_inconsistent
 from llp_jax.models import MLP, MLPSettings
 from llp_jax.train.calibration import fit_to_counts
 from llp_jax.train.loop import predict
@@ -38,7 +39,7 @@ def test_rounds_write_their_metrics(rounds, compose_config, tmp_path):
 
 def test_dllp_warm_start_soft_labels_and_bag_loss(compose_config, tmp_path):
     overrides = ["schedule.rounds=1", "schedule.warm_start=dllp", "schedule.prior_weight=1.0"]
-    overrides += ["schedule.soft_labels=true", "schedule.lambda_agg=0.1"]
+    overrides += ["schedule.labels=soft", "schedule.lambda_agg=0.1"]
     summary = run_experiment(compose_config(*LLP_BP, *overrides), tmp_path)
     rounds = {r["round"] for r in read_records(tmp_path) if "epoch" in r}
     assert rounds == {0, 1} and np.isfinite(summary["test_auc"])
@@ -77,3 +78,39 @@ def test_calibrate_head_makes_the_logits_fit_the_bag_counts():
     np.testing.assert_allclose(after, applied["scale"] * before + applied["shift"], rtol=1e-4, atol=1e-4)
     refit = fit_to_counts(after, bags)
     assert refit.scale == pytest.approx(1.0, rel=1e-2) and refit.shift == pytest.approx(0.0, abs=1e-2)
+
+
+def test_top_k_labels_agree_with_every_bag_count():
+    rng = np.random.default_rng(0)
+    labels = (rng.random(203) < 0.3).astype(np.int32)
+    bags = random_bags(203, 17, labels, seed=1)  # the last bag holds 16 rows
+    bags = bags._replace(counts=bags.counts + np.where(np.arange(bags.n_bags) % 3 == 0, 0.4, 0.0))
+    marginals = rng.random(203).astype(np.float32)
+    marginals[:20] = 0.5  # ties
+    pseudo = top_k_labels(marginals, bags)
+    per_bag = np.where(bags.mask, pseudo[bags.members], 0).sum(axis=1)
+    np.testing.assert_array_equal(per_bag, np.floor(bags.counts + 0.5))
+    for b in range(bags.n_bags):  # each bag's positives are its highest marginals
+        members = bags.members[b, bags.mask[b]]
+        chosen, rest = marginals[members][pseudo[members] == 1], marginals[members][pseudo[members] == 0]
+        assert len(chosen) == 0 or len(rest) == 0 or chosen.min() >= rest.max()
+
+
+@pytest.mark.parametrize("keep_best_round", [False, True])
+def test_the_returned_round_is_the_last_or_the_best_on_validation(keep_best_round, compose_config, tmp_path):
+    overrides = [*LLP_BP, f"schedule.keep_best_round={keep_best_round}"]
+    summary = run_experiment(compose_config(*overrides), tmp_path)
+    records = read_records(tmp_path)
+    ends = {r["round"]: r["selection_loss"] for r in records if r.get("event") == "round_end"}
+    assert sorted(ends) == [0, 1, 2]
+    expected = min(ends.values()) if keep_best_round else ends[2]
+    assert summary["selection_loss"] == pytest.approx(expected)
+    best = [r["best_round"] for r in records if r.get("event") == "best_round"]
+    assert best == ([min(ends, key=lambda r: (ends[r], -r))] if keep_best_round else [])
+
+
+def test_a_round_far_from_the_known_positives_is_warned_about(caplog):
+    with caplog.at_level(logging.WARNING, logger="llp_jax"):
+        assert not warn_if_inconsistent(1, 60, 100) and not warn_if_inconsistent(1, 190, 100)
+        assert warn_if_inconsistent(2, 0, 919) and warn_if_inconsistent(1, 201, 100)
+    assert "round 2: the pseudo-labels mark 0 positives where the bag counts give 919" in caplog.text

@@ -12,6 +12,7 @@ round's encoder is the classifier.
 from __future__ import annotations
 
 import enum
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,21 +40,27 @@ from llp_jax.train.metrics import roc_auc
 WARM_STARTS = {"dllp": dllp.fit, "easyllp": easyllp.fit}
 MARGINAL_BINS = 20  # the histogram of a round's BP marginals, bins of width 0.05 over [0, 1]
 WarmStart = enum.StrEnum("WarmStart", {name: name for name in ("none", *WARM_STARTS)})
+PseudoLabels = enum.StrEnum("PseudoLabels", {name: name for name in ("threshold", "soft", "topk")})
+logger = logging.getLogger("llp_jax")
 
 
 class ScheduleSettings(NamedTuple):
-    """LLP-BP rounds. rounds: R; threshold: tau for hard pseudo-labels; soft_labels: train on the marginals;
-    lambda_agg: weight of the aggregate-embedding bag loss (0 = off); warm_start: none | dllp | easyllp,
-    a round 0 on the bags alone; prior_weight: gamma, the weight of the previous encoder's logits as a BP
-    unary (0 = off); calibrate: rescale those logits to the training bag counts first, and the final
-    encoder's logit head likewise (no labels used).
+    """LLP-BP rounds. rounds: R; labels: the pseudo-labels trained on, `threshold` (marginal > tau),
+    `soft` (the marginals) or `topk` (the round(k_b) members of each bag with the highest marginals, so
+    that every bag's pseudo-labels agree with its count whatever the base rate); threshold: tau;
+    keep_best_round: return the round (the warm start included) with the best validation criterion
+    instead of the last one; lambda_agg: weight of the aggregate-embedding bag loss (0 = off);
+    warm_start: none | dllp | easyllp, a round 0 on the bags alone; prior_weight: gamma, the weight of
+    the previous encoder's logits as a BP unary (0 = off); calibrate: rescale those logits to the
+    training bag counts first, and the final encoder's logit head likewise (no labels used).
     The embedding is the encoder's (model.embedding_layer for the MLP). Defaults (with bp.lambda_s = 1 in
     configs/bp/count.yaml): the variant that the validation bags chose in 21 of 30 runs on adult and bank
-    marketing; the paper's plain rounds are warm_start=none prior_weight=0 bp.lambda_s=10."""
+    marketing (session 2); the paper's plain rounds are warm_start=none prior_weight=0 bp.lambda_s=10."""
 
     rounds: int = 2
     threshold: float = 0.5
-    soft_labels: bool = False
+    labels: PseudoLabels = PseudoLabels.threshold
+    keep_best_round: bool = False
     lambda_agg: float = 0.0
     warm_start: WarmStart = WarmStart.easyllp
     prior_weight: float = 1.0
@@ -124,6 +131,46 @@ def prior_unary(logits: np.ndarray, bags: Bags, schedule: ScheduleSettings) -> t
     return schedule.prior_weight * calibration.apply(logits), record
 
 
+def pseudo_labels(marginals: np.ndarray, bags: Bags, schedule: ScheduleSettings) -> np.ndarray:
+    """What the round's encoder trains on, float32[n] from the BP marginals float32[n]: the marginals
+    themselves (soft), marginal > tau (threshold) or the top round(k_b) of each bag (topk)."""
+    if schedule.labels == PseudoLabels.soft:
+        return marginals.astype(np.float32)
+    if schedule.labels == PseudoLabels.threshold:
+        return (marginals > schedule.threshold).astype(np.float32)
+    return top_k_labels(marginals, bags)
+
+
+def top_k_labels(marginals: np.ndarray, bags: Bags) -> np.ndarray:
+    """float32[n]: 1 for the round(k_b) members of each bag with the highest marginals (k_b + 1/2 rounded
+    down; ties in slot order), 0 elsewhere, so that each bag's pseudo-labels sum to its count.
+    marginals: float32[n]; bags: members, mask int32/bool[n_bags, width], counts float32[n_bags]."""
+    scores = np.where(bags.mask, marginals[bags.members], -np.inf)
+    order = np.argsort(-scores, axis=1, kind="stable")
+    ranks = np.empty_like(order)
+    np.put_along_axis(ranks, order, np.arange(order.shape[1])[None, :], axis=1)
+    positive = bags.mask & (ranks < np.floor(bags.counts + 0.5)[:, None])
+    labels = np.zeros(len(marginals), np.float32)
+    labels[bags.members[positive]] = 1.0
+    return labels
+
+
+def warn_if_inconsistent(round_index: int, predicted: float, known: float) -> bool:
+    """Log a warning when a round's pseudo-positives fall below half or above twice the positives the
+    bag counts give (a collapsed BP, or a threshold that does not suit the base rate); True if so."""
+    if known / 2 <= predicted <= 2 * known:
+        return False
+    logger.warning(
+        "round %d: the pseudo-labels mark %d positives where the bag counts give %d; BP may have "
+        "collapsed or the threshold may not suit this base rate (schedule.labels=topk keeps every bag "
+        "consistent with its count)",
+        round_index,
+        predicted,
+        known,
+    )
+    return True
+
+
 def timed_graph(
     z: np.ndarray, settings: GraphSettings, progress: bool = False
 ) -> tuple[SimilarityGraph, float]:
@@ -179,15 +226,18 @@ def fit(
     log: Callable[[dict], None],
 ) -> TrainResult:
     """Run the rounds of LLP-BP and return the last round's training result (its encoder without the
-    bag head). The warm start draws from the stream "warm_start" of `key`, round r from ("round", r)."""
+    bag head), or with schedule.keep_best_round the round's (the warm start included) whose selected
+    epoch has the lowest validation criterion; each round's value is logged (event round_end).
+    The warm start draws from the stream "warm_start" of `key`, round r from ("round", r)."""
     schedule, progress = settings.schedule, settings.train.progress
     x = data.train.x
-    covariates, unary, result = x.reshape(len(x), -1), None, None
+    covariates, unary, result, rounds = x.reshape(len(x), -1), None, None, []
     if schedule.warm_start != "none":
         warm_start = WARM_STARTS[schedule.warm_start]
         result = warm_start(
             data, train_bags, val_bags, settings, stream_key(key, "warm_start"), _tagged(log, 0)
         )
+        rounds.append(_round_end(result, 0, log))
     for round_index in range(1, schedule.rounds + 1):
         unary_record = {}
         if result is not None:
@@ -195,7 +245,7 @@ def fit(
             unary, unary_record = prior_unary(logits, train_bags, schedule)
         graph, graph_time = timed_graph(covariates, settings.graph, progress)
         marginals, record = bp_pseudo_labels(graph, train_bags, unary, settings.bp, progress)
-        targets = marginals if schedule.soft_labels else (marginals > schedule.threshold).astype(np.float32)
+        targets = pseudo_labels(marginals, train_bags, schedule)
         members = train_bags.members[train_bags.mask]
         record.update(
             **unary_record,
@@ -203,6 +253,7 @@ def fit(
             predicted_positives=float(targets[members].sum()),
             known_positives=float(train_bags.counts.sum()),
         )
+        warn_if_inconsistent(round_index, record["predicted_positives"], record["known_positives"])
         if data.train.y is not None:
             record.update(oracle_diagnostics(data.train.y, marginals, graph, train_bags))
         _tagged(log, round_index)({"event": "bp", **record})
@@ -218,11 +269,24 @@ def fit(
             targets,
             model=_round_model(data, train_bags, settings, round_key),
         )
+        rounds.append(_round_end(result, round_index, log))
+    if schedule.keep_best_round:  # the lowest criterion; on a tie the later round
+        _, best_round, result = min(rounds, key=lambda entry: (entry[0], -entry[1]))
+        log({"event": "best_round", "best_round": best_round})
     encoder = result.model.encoder if isinstance(result.model, WithBagHead) else result.model
     if schedule.calibrate:
         calibration = calibrate_head(encoder, x, train_bags, settings.train.eval_batch_size)
         log({"event": "output_calibration", **calibration})
     return result._replace(model=encoder)
+
+
+def _round_end(result: TrainResult, round_index: int, log: Callable[[dict], None]) -> tuple:
+    """(validation criterion of the round's selected epoch, round, result), the criterion logged."""
+    value = result.history[result.best_epoch - 1]["selection_loss"]
+    _tagged(log, round_index)(
+        {"event": "round_end", "selection_loss": value, "best_epoch": result.best_epoch}
+    )
+    return value, round_index, result
 
 
 def calibrate_head(encoder: Encoder, x: np.ndarray, bags: Bags, batch_size: int) -> dict:
