@@ -60,12 +60,14 @@ class SyntheticConfig(DatasetConfig):
 class BankMarketingConfig(DatasetConfig):
     name: str = "bank_marketing"
     standardize: bool = True
+    positive_rate: float | None = None
 
 
 @dataclass
 class AdultConfig(DatasetConfig):
     name: str = "adult"
     val_fraction: float = 0.1
+    positive_rate: float | None = None
 
 
 @dataclass
@@ -73,6 +75,7 @@ class FashionMnistConfig(DatasetConfig):
     name: str = "fashion_mnist"
     positive_classes: list[int] = field(default_factory=lambda: [0, 2, 4, 6])
     val_fraction: float = 0.1
+    positive_rate: float | None = None
 
 
 @dataclass

@@ -3,7 +3,15 @@
 import numpy as np
 import pytest
 
-from llp_jax.data.bags import BaggingSettings, Bags, feature_bags, given_bags, make_bags, random_bags
+from llp_jax.data.bags import (
+    BaggingSettings,
+    Bags,
+    feature_bags,
+    given_bags,
+    make_bags,
+    random_bags,
+    sized_random_bags,
+)
 from llp_jax.data.dataset import Split
 
 
@@ -73,6 +81,76 @@ def test_random_bags_reject_bad_arguments():
         random_bags(10, 3, labels_of(9), seed=0)
     with pytest.raises(ValueError, match="labels must be 0 or 1"):
         random_bags(3, 2, np.array([0, 2, 1]), seed=0)
+
+
+@pytest.mark.parametrize(
+    "n, size_range", [(10_000, (500, 1500)), (1_003, (4, 9)), (50, (1, 3)), (37, (5, 5))]
+)
+def test_sized_random_bags_cover_every_row_once_with_sizes_in_range(n, size_range):
+    low, high = size_range
+    labels = labels_of(n)
+    for seed in range(5):
+        bags = sized_random_bags(n, size_range, labels, seed=seed)
+        covered = assert_well_formed(bags, labels)  # counts are the label sums of the members
+        np.testing.assert_array_equal(np.sort(covered), np.arange(n))
+        assert ((bags.sizes[:-1] >= low) & (bags.sizes[:-1] <= high)).all()
+        assert low <= bags.sizes[-1] <= high + low - 1  # the last bag may hold a merged remainder
+
+
+@pytest.mark.parametrize(
+    "n, size_range, drop_last, sizes",
+    [
+        (12, (3, 3), False, [3, 3, 3, 3]),  # no remainder
+        (10, (3, 3), False, [3, 3, 4]),  # 1 row left over, fewer than low: joins the previous bag
+        (11, (3, 3), False, [3, 3, 5]),
+        (11, (3, 3), True, [3, 3, 3]),  # ... or is left out with drop_last
+        (11, (2, 2), False, [2, 2, 2, 2, 3]),
+        (3, (5, 8), False, [3]),  # at most low rows: one bag of all of them
+        (3, (5, 8), True, [3]),
+    ],
+)
+def test_sized_random_bags_remainder_rule(n, size_range, drop_last, sizes):
+    labels = labels_of(n)
+    bags = sized_random_bags(n, size_range, labels, seed=0, drop_last=drop_last)
+    assert_well_formed(bags, labels)
+    np.testing.assert_array_equal(bags.sizes, sizes)
+
+
+def test_sized_random_bags_keep_or_merge_the_remainder():
+    labels = labels_of(1_000)
+    merged = 0
+    for seed in range(20):
+        full = sized_random_bags(1_000, (40, 60), labels, seed=seed)
+        dropped = sized_random_bags(1_000, (40, 60), labels, seed=seed, drop_last=True)
+        remainder = 1_000 - dropped.sizes.sum()
+        if remainder == 0:  # the rows left over (>= 40) made the last bag: drop_last keeps it too
+            np.testing.assert_array_equal(dropped.sizes, full.sizes)
+        else:  # under 40 rows were left over: they joined the previous bag, or are in none with drop_last
+            merged += 1
+            assert 0 < remainder < 40
+            np.testing.assert_array_equal(full.sizes[:-1], dropped.sizes[:-1])
+            assert full.sizes[-1] == dropped.sizes[-1] + remainder
+            np.testing.assert_array_equal(full.members[:, : dropped.max_size][:-1], dropped.members[:-1])
+    assert 0 < merged < 20  # both cases occurred
+
+
+def test_sized_random_bags_are_deterministic_by_seed():
+    labels = labels_of(2_000)
+    a = sized_random_bags(2_000, (50, 150), labels, seed=3)
+    b = sized_random_bags(2_000, (50, 150), labels, seed=3)
+    c = sized_random_bags(2_000, (50, 150), labels, seed=4)
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_array_equal(x, y)
+    assert not np.array_equal(a.sizes, c.sizes)
+    assert len(np.unique(a.sizes)) > 10  # the sizes really vary
+
+
+@pytest.mark.parametrize("size_range", [(0, 5), (6, 5), (1, 2, 3)])
+def test_sized_random_bags_reject_a_bad_range(size_range):
+    with pytest.raises(
+        ValueError, match=r"bagging.size_range=\[.*\]; expected two integers .* 1 <= low <= high"
+    ):
+        sized_random_bags(10, size_range, labels_of(10), seed=0)
 
 
 def test_proportions():
@@ -175,6 +253,8 @@ def test_make_bags_dispatches_every_kind():
         make_bags(split, BaggingSettings("bagged"))
     with pytest.raises(ValueError, match="bag_size must be at least 1, got 0"):
         make_bags(split, BaggingSettings("random", bag_size=0))
+    sized = make_bags(split, BaggingSettings("random", bag_size=0, size_range=(2, 3)), seed=1)
+    np.testing.assert_array_equal(sized.members, sized_random_bags(8, (2, 3), LABELS, seed=1).members)
 
 
 def test_make_bags_without_labels_or_ids():

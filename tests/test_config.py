@@ -113,3 +113,12 @@ def test_the_core_never_imports_hydra_or_the_application_layer():
     code += "('hydra', 'omegaconf') or m in ('llp_jax.config', 'llp_jax.experiment')))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_size_range_and_positive_rate_compose_from_the_command_line(compose_config):
+    run = resolve(
+        compose_config("dataset=adult", "bagging.size_range=[500,1500]", "dataset.positive_rate=0.02")
+    )
+    assert run.bagging.size_range == (500, 1500)
+    assert run.dataset.options["positive_rate"] == 0.02
+    assert resolve(compose_config("dataset=adult")).bagging.size_range is None

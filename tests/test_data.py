@@ -13,6 +13,7 @@ import pytest
 from sklearn.neighbors import NearestNeighbors
 
 from llp_jax.data import BaggingSettings, load_dataset, make_bags, resolve_data_dir
+from llp_jax.data.dataset import Split, thin_positives
 from llp_jax.data.synthetic import generate
 
 FIXTURES = Path(__file__).parent / "fixtures" / "files"
@@ -126,6 +127,89 @@ def test_fashion_mnist(real_data_dir):
     assert shoes.test.y.mean() == pytest.approx(0.3)
     with pytest.raises(ValueError, match="non-empty proper subset"):
         load_dataset("fashion_mnist", data_dir=real_data_dir, positive_classes=[3, 10])
+
+
+# ----------------------------------------------------------------------------------------- thinned positives
+
+
+def assert_thinned(thinned, full, rate: float):
+    """thinned holds every negative row of full and a subset of its positives, in order, at `rate`."""
+    assert abs(thinned.y.sum() - rate * thinned.n) <= 1  # the rate, within one row
+    np.testing.assert_array_equal(thinned.x[thinned.y == 0], full.x[full.y == 0])  # all negatives kept
+    positives = {row.tobytes() for row in full.x[full.y == 1]}
+    assert all(row.tobytes() in positives for row in thinned.x[thinned.y == 1])  # kept rows unchanged
+    for name, column in thinned.categorical.items():
+        np.testing.assert_array_equal(column[thinned.y == 0], full.categorical[name][full.y == 0])
+
+
+def toy_split(n: int = 1_000) -> Split:
+    rng = np.random.default_rng(0)
+    y = (rng.random(n) < 0.4).astype(np.int32)
+    return Split(
+        x=np.arange(n, dtype=np.float32)[:, None] * [1, -1],
+        y=y,
+        categorical={"row": np.array([f"r{i}" for i in range(n)], dtype=object)},
+        bag_ids=np.arange(n) // 10,
+    )
+
+
+@pytest.mark.parametrize("rate", [0.01, 0.1, 0.25, 0.3333])
+def test_thin_positives_keeps_negatives_and_aligned_rows(rate):
+    split = toy_split()
+    thinned = thin_positives(split, rate, np.random.default_rng(1))
+    assert_thinned(thinned, split, rate)
+    rows = thinned.x[:, 0].astype(np.int64)  # the original row of every kept row, increasing
+    assert (np.diff(rows) > 0).all() and thinned.n == (split.y == 0).sum() + thinned.y.sum()
+    np.testing.assert_array_equal(thinned.y, split.y[rows])
+    np.testing.assert_array_equal(thinned.categorical["row"], split.categorical["row"][rows])
+    np.testing.assert_array_equal(thinned.bag_ids, split.bag_ids[rows])
+
+
+def test_thin_positives_is_deterministic_by_rng_and_keeps_all_at_the_current_rate():
+    split = toy_split()
+    a = thin_positives(split, 0.1, np.random.default_rng(1))
+    b = thin_positives(split, 0.1, np.random.default_rng(1))
+    c = thin_positives(split, 0.1, np.random.default_rng(2))
+    np.testing.assert_array_equal(a.x, b.x)
+    assert a.n == c.n and not np.array_equal(a.x, c.x)
+    same = thin_positives(split, split.y.mean(), np.random.default_rng(1))
+    np.testing.assert_array_equal(same.x, split.x)
+
+
+@pytest.mark.parametrize("rate", [0.0, -0.1, 0.5])
+def test_thin_positives_rejects_a_rate_outside_zero_to_the_current_rate(rate):
+    split = toy_split()
+    current = f"{split.y.mean():.4f}"
+    with pytest.raises(ValueError) as error:
+        thin_positives(split, rate, np.random.default_rng(0), "val")
+    message = str(error.value)
+    assert f"dataset.positive_rate={rate} is outside (0, {current}]" in message
+    assert "the val split's current positive rate" in message and f"at most {current}" in message
+
+
+def test_adult_thinned_to_two_percent(real_data_dir):
+    full = load_dataset("adult", data_dir=real_data_dir, seed=0)
+    data = load_dataset("adult", data_dir=real_data_dir, seed=0, positive_rate=0.02)
+    for name in ("train", "val", "test"):
+        assert_thinned(getattr(data, name), getattr(full, name), 0.02)
+    again = load_dataset("adult", data_dir=real_data_dir, seed=0, positive_rate=0.02)
+    np.testing.assert_array_equal(again.train.x, data.train.x)
+    np.testing.assert_array_equal(again.test.y, data.test.y)
+    other = load_dataset("adult", data_dir=real_data_dir, seed=1, positive_rate=0.02)
+    # The test split is the same file for every seed; another seed keeps other positives of it.
+    assert other.test.n == data.test.n and not np.array_equal(other.test.y, data.test.y)
+    with pytest.raises(
+        ValueError, match=r"dataset.positive_rate=0.3 is outside \(0, 0.24\d\d\], the train split"
+    ):
+        load_dataset("adult", data_dir=real_data_dir, positive_rate=0.3)
+
+
+@pytest.mark.parametrize("name, rate", [("bank_marketing", 0.05), ("fashion_mnist", 0.1)])
+def test_thinned_positives_of_the_other_real_datasets(real_data_dir, name, rate):
+    full = load_dataset(name, data_dir=real_data_dir, seed=0)
+    data = load_dataset(name, data_dir=real_data_dir, seed=0, positive_rate=rate)
+    for split in ("train", "val", "test"):
+        assert_thinned(getattr(data, split), getattr(full, split), rate)
 
 
 # ----------------------------------------------------------------------------------------- files loader

@@ -12,7 +12,7 @@ import os
 import numpy as np
 import pandas as pd
 
-from llp_jax.data.dataset import Dataset, Split, holdout_split
+from llp_jax.data.dataset import Dataset, Split, holdout_split, thin_dataset
 from llp_jax.data.paths import dataset_file
 from llp_jax.data.tabular import TabularEncoder, categorical_arrays
 
@@ -69,12 +69,20 @@ def _read(
     return frame, (income == ">50K").to_numpy(dtype=np.int32)
 
 
-def load(data_dir: str | os.PathLike | None = None, seed: int = 0, val_fraction: float = 0.1) -> Dataset:
+def load(
+    data_dir: str | os.PathLike | None = None,
+    seed: int = 0,
+    val_fraction: float = 0.1,
+    positive_rate: float | None = None,
+) -> Dataset:
     """Train / val / test splits; x: float32[n, d] (6 standardised numeric columns then one-hot blocks).
 
     A seeded `val_fraction` of adult.data is held out as validation; adult.test is the test split.
     Standardisation and the one-hot categories are fitted on the training split only. Split.categorical
     keeps the raw categorical columns (object[n] of str, e.g. "education", "occupation") for feature bags.
+    With `positive_rate` (in (0, the split's rate]) each split keeps all its negatives and a seeded random
+    subset of its positives so that its positive rate becomes positive_rate (thin_positives); None keeps
+    every row.
     """
     full_train, full_labels = _read(data_dir, "adult.data", skiprows=0)
     test, test_labels = _read(data_dir, "adult.test", skiprows=1)
@@ -85,9 +93,10 @@ def load(data_dir: str | os.PathLike | None = None, seed: int = 0, val_fraction:
     def split(frame: pd.DataFrame, labels: np.ndarray) -> Split:
         return Split(x=encoder.transform(frame), y=labels, categorical=categorical_arrays(frame, CATEGORICAL))
 
-    return Dataset(
+    data = Dataset(
         name=NAME,
         train=split(train, full_labels[train_rows]),
         val=split(val, full_labels[val_rows]),
         test=split(test, test_labels),
     )
+    return thin_dataset(data, positive_rate, seed)

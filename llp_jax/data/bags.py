@@ -53,8 +53,10 @@ BagKind = enum.StrEnum("BagKind", {name: name for name in BAG_KINDS})
 
 class BaggingSettings(NamedTuple):
     """How a split's rows are grouped into bags. kind: random (bag_size rows from a seeded shuffle; the
-    last bag holds the leftover rows, or is dropped with drop_last), feature (one bag per value of 1 or 2
-    categorical `columns`, keeping groups of min_size..max_size rows) or given (the data's bag ids)."""
+    last bag holds the leftover rows, or is dropped with drop_last; with size_range=(low, high) each bag
+    size is instead drawn uniformly from low..high and bag_size is ignored, see sized_random_bags),
+    feature (one bag per value of 1 or 2 categorical `columns`, keeping groups of min_size..max_size rows)
+    or given (the data's bag ids)."""
 
     kind: BagKind = BagKind.random
     bag_size: int = 32
@@ -62,6 +64,7 @@ class BaggingSettings(NamedTuple):
     columns: tuple[str, ...] = ()
     min_size: int = 8
     max_size: int = 4096
+    size_range: tuple[int, int] | None = None
 
 
 def _check_labels(labels: np.ndarray, n: int, what: str) -> np.ndarray:
@@ -113,8 +116,44 @@ def random_bags(n: int, bag_size: int, labels: np.ndarray, seed: int, drop_last:
     n_full, remainder = divmod(n, size)
     sizes = np.full(n_full + (remainder > 0 and not drop_last), size, dtype=np.int64)
     sizes[n_full:] = remainder
-    order = np.random.default_rng(seed).permutation(n)[: sizes.sum()]
+    return _shuffled_bags(labels, sizes, np.random.default_rng(seed).permutation(n))
+
+
+def _shuffled_bags(labels: np.ndarray, sizes: np.ndarray, order: np.ndarray) -> Bags:
+    """Bags of the given sizes (int[n_bags]) filled in turn from the shuffled rows `order` (int[n],
+    n >= sum(sizes)); counts from labels (int32[n])."""
+    order = order[: sizes.sum()]
     return _pack(order, sizes, _label_counts(labels, order, sizes))
+
+
+def sized_random_bags(
+    n: int, size_range: Sequence[int], labels: np.ndarray, seed: int, drop_last: bool = False
+) -> Bags:
+    """Bags of rows 0..n-1 from a seeded shuffle, each of a size drawn uniformly from low..high
+    (size_range = (low, high), inclusive); counts from `labels` (int[n]). Same seed, same bags.
+
+    Sizes are drawn until they cover n rows; the last bag holds the rows left over. If fewer than low
+    rows are left over, they join the previous bag (which then has up to high + low - 1 rows), or are
+    left out (in no bag) if drop_last. A split of at most low rows gives a single bag of all n rows.
+    """
+    if len(size_range) != 2 or not 1 <= size_range[0] <= size_range[1]:
+        raise ValueError(
+            f"bagging.size_range={list(size_range)}; expected two integers [low, high] with "
+            "1 <= low <= high, e.g. bagging.size_range=[500,1500]"
+        )
+    if n < 1:
+        raise ValueError(f"cannot make bags of a split with {n} rows")
+    labels = _check_labels(labels, n, "the split")
+    low, high = (int(bound) for bound in size_range)
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(n)
+    sizes = rng.integers(low, high, size=-(-n // low), endpoint=True)
+    n_bags = int(np.searchsorted(np.cumsum(sizes), n)) + 1  # the first n_bags sizes cover n rows
+    sizes = sizes[:n_bags]
+    sizes[-1] = n - sizes[:-1].sum()
+    if sizes[-1] < low and n_bags > 1:
+        sizes = sizes[:-1] if drop_last else np.append(sizes[:-2], sizes[-2] + sizes[-1])
+    return _shuffled_bags(labels, sizes, order)
 
 
 def _group_codes(categorical: dict[str, np.ndarray], columns: Sequence[str]) -> np.ndarray:
@@ -205,9 +244,10 @@ def given_bags(
 def make_bags(
     split: Split, settings: BaggingSettings, seed: int = 0, counts: dict[int, float] | None = None
 ) -> Bags:
-    """The bags of any split by `settings` (BaggingSettings): kind "random" (bag_size, seed, drop_last),
-    "feature" (columns, min_size, max_size) or "given" (the split's bag_ids, with `counts`, e.g.
-    Dataset.given_counts["train"], or else counts from the split's labels).
+    """The bags of any split by `settings` (BaggingSettings): kind "random" (bag_size, seed, drop_last;
+    sized_random_bags when size_range is set), "feature" (columns, min_size, max_size) or "given" (the
+    split's bag_ids, with `counts`, e.g. Dataset.given_counts["train"], or else counts from the split's
+    labels).
     """
     kind = settings.kind
     if kind not in BAG_KINDS:
@@ -223,6 +263,8 @@ def make_bags(
             f"kind={kind!r} computes bag counts from instance labels, but this split has none (y is None); "
             "use kind='given' with the dataset's given_counts"
         )
+    if kind == "random" and settings.size_range is not None:
+        return sized_random_bags(split.n, settings.size_range, split.y, seed, settings.drop_last)
     if kind == "random":
         return random_bags(split.n, settings.bag_size, split.y, seed, settings.drop_last)
     return feature_bags(

@@ -12,7 +12,7 @@ import os
 import numpy as np
 import pandas as pd
 
-from llp_jax.data.dataset import Dataset, Split
+from llp_jax.data.dataset import Dataset, Split, thin_dataset
 from llp_jax.data.paths import dataset_file
 from llp_jax.data.tabular import TabularEncoder
 
@@ -37,13 +37,21 @@ def _read_split(data_dir: str | os.PathLike | None, split: str) -> tuple[pd.Data
     return features, labels.astype(np.int32)
 
 
-def load(data_dir: str | os.PathLike | None = None, seed: int = 0, standardize: bool = True) -> Dataset:
+def load(
+    data_dir: str | os.PathLike | None = None,
+    seed: int = 0,
+    standardize: bool = True,
+    positive_rate: float | None = None,
+) -> Dataset:
     """The shipped train / val / test splits; x: float32[n, 16], y: int32[n].
 
     The shipped features are not standardised (column standard deviations around 0.01, a few
     columns constant): with `standardize` each column is centred and scaled by its training
-    statistics (constant columns become 0); standardize=False keeps them as shipped. `seed` is
-    unused: the splits are fixed by the files.
+    statistics (constant columns become 0); standardize=False keeps them as shipped. The splits are
+    fixed by the files; `seed` seeds only the thinning below.
+    With `positive_rate` (in (0, the split's rate]) each split keeps all its negatives and a seeded random
+    subset of its positives so that its positive rate becomes positive_rate (thin_positives); None keeps
+    every row.
     """
     frames = {split: _read_split(data_dir, split) for split in SPLITS}
     encoder = TabularEncoder.fit(frames["train"][0], list(frames["train"][0].columns))
@@ -53,4 +61,4 @@ def load(data_dir: str | os.PathLike | None = None, seed: int = 0, standardize: 
         )
         for split, (features, labels) in frames.items()
     }
-    return Dataset(name=NAME, **splits)
+    return thin_dataset(Dataset(name=NAME, **splits), positive_rate, seed)

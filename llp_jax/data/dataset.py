@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
+
+from llp_jax.streams import stream_seed
+
+SPLITS = ("train", "val", "test")
 
 
 @dataclass(frozen=True)
@@ -66,3 +70,55 @@ def holdout_split(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, n
     is_val = np.zeros(n, dtype=bool)
     is_val[np.random.default_rng(seed).permutation(n)[:n_val]] = True
     return np.flatnonzero(~is_val), np.flatnonzero(is_val)
+
+
+def _take(split: Split, rows: np.ndarray) -> Split:
+    """The rows `rows` (int[m]) of every per-row field of `split`, in that order."""
+    return Split(
+        x=split.x[rows],
+        y=None if split.y is None else split.y[rows],
+        categorical={name: column[rows] for name, column in split.categorical.items()},
+        bag_ids=None if split.bag_ids is None else split.bag_ids[rows],
+    )
+
+
+def thin_positives(split: Split, rate: float, rng: np.random.Generator, name: str = "split") -> Split:
+    """`split` less a random subset of its positive rows, so that its positive rate becomes `rate`.
+
+    Keeps every negative and k = round(rate * n_neg / (1 - rate)) positives drawn by `rng` (so k is
+    within one row of rate * (n_neg + k)); kept rows stay in their order, with x, y, categorical columns
+    and bag_ids alike. `rate` must lie in (0, current rate]; `name` names the split in that error.
+    """
+    if split.y is None:
+        raise ValueError(f"cannot thin the positives of the {name} split: it has no labels (y is None)")
+    positives = np.flatnonzero(split.y == 1)
+    current = len(positives) / split.n
+    if not 0.0 < rate <= current:
+        raise ValueError(
+            f"dataset.positive_rate={rate} is outside (0, {current:.4f}], the {name} split's current "
+            f"positive rate ({len(positives)} of {split.n} rows): thinning only removes positives, so "
+            f"choose a rate above 0 and at most {current:.4f}, or positive_rate=null to keep every row"
+        )
+    n_negative = split.n - len(positives)
+    n_keep = len(positives) if rate == current else round(rate * n_negative / (1.0 - rate))
+    kept = np.ones(split.n, dtype=bool)
+    kept[rng.choice(positives, size=len(positives) - n_keep, replace=False)] = False
+    return _take(split, np.flatnonzero(kept))
+
+
+def thin_dataset(dataset: Dataset, rate: float | None, seed: int) -> Dataset:
+    """`dataset` with thin_positives(rate) applied to its train, val and test splits, each from its own
+    stream ("thin_positives", split) of `seed`, apart from the loaders' hold-out (same seed, same rows);
+    unchanged when rate is None."""
+    if rate is None:
+        return dataset
+    thinned = {
+        name: thin_positives(
+            getattr(dataset, name),
+            rate,
+            np.random.default_rng(stream_seed(seed, "thin_positives", name)),
+            name,
+        )
+        for name in SPLITS
+    }
+    return replace(dataset, **thinned)

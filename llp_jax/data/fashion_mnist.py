@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from llp_jax.data.dataset import Dataset, Split, holdout_split
+from llp_jax.data.dataset import Dataset, Split, holdout_split, thin_dataset
 from llp_jax.data.paths import dataset_file
 
 NAME = "fashion_mnist"
@@ -54,11 +54,15 @@ def load(
     seed: int = 0,
     positive_classes: Sequence[int] = (0, 2, 4, 6),
     val_fraction: float = 0.1,
+    positive_rate: float | None = None,
 ) -> Dataset:
     """Train / val / test splits; x: float32[n, 28, 28, 1] in [0, 1], y: int32[n].
 
     y = 1 for images whose class is in `positive_classes` (default T-shirt, pullover, coat, shirt: 40%).
     A seeded `val_fraction` of the training files is held out as validation (54,000 / 6,000 / 10,000).
+    With `positive_rate` (in (0, the split's rate]) each split keeps all its negatives and a seeded random
+    subset of its positives so that its positive rate becomes positive_rate (thin_positives); None keeps
+    every row.
     """
     positive = sorted(set(int(c) for c in positive_classes))
     if not positive or len(positive) == N_CLASSES or not set(positive) <= set(range(N_CLASSES)):
@@ -73,9 +77,10 @@ def load(
     def split(x: np.ndarray, c: np.ndarray) -> Split:
         return Split(x=x, y=np.isin(c, positive).astype(np.int32))
 
-    return Dataset(
+    data = Dataset(
         name=NAME,
         train=split(images[train_rows], classes[train_rows]),
         val=split(images[val_rows], classes[val_rows]),
         test=split(test_images, test_classes),
     )
+    return thin_dataset(data, positive_rate, seed)
