@@ -131,14 +131,13 @@ def _run(cfg: DictConfig, run: RunSettings, run_dir: Path, log, start: float) ->
     save_encoder(result.model, run_dir)
     test_logits, _ = predict(result.model, data.test.x, run.method.train.eval_batch_size)
     best = result.history[result.best_epoch - 1]
+    fixed_size = run.bagging.kind == "random" and run.bagging.size_range is None
     return {
         "status": "finished",
         "method": run.method_name,
         "dataset": run.dataset.name,
         "bagging": str(run.bagging.kind),
-        "bag_size": run.bagging.bag_size
-        if run.bagging.kind == "random"
-        else round(np.mean(train_bags.sizes)),
+        "bag_size": run.bagging.bag_size if fixed_size else round(np.mean(train_bags.sizes)),
         "mean_bag_size": float(np.mean(train_bags.sizes)),
         "seed": run.seed,
         **classification_metrics(data.test.y, test_logits, "test"),

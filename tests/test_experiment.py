@@ -111,6 +111,11 @@ def test_researchers_own_bagged_files_run_end_to_end(compose_config, tmp_path):
     assert summary["bag_size"] == round(summary["mean_bag_size"])
 
 
+def test_bags_of_a_size_range_report_their_mean_size(compose_config, tmp_path):
+    summary = run_experiment(compose_config(*FAST, "bagging.size_range=[100,200]"), tmp_path)
+    assert 100 <= summary["mean_bag_size"] <= 200 and summary["bag_size"] == round(summary["mean_bag_size"])
+
+
 def test_cnn_learns_fashion_mnist(compose_config, tmp_path):
     """The CNN path end to end on the real images: one epoch of DLLP on bags of 8."""
     overrides = ["dataset=fashion_mnist", "model=cnn", "model.channels=[8,16]", "model.embedding_width=32"]

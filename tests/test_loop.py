@@ -68,14 +68,16 @@ def _raise_logits(model, logits, embedding, batch):
     return -(logits * batch.mask).sum() / batch.mask.sum()
 
 
-def _run_raising_logits(val_labels: int, epochs: int, patience: int):
+def _run_raising_logits(val_labels: int, epochs: int, patience: int, select_on: str = SelectOn.val_bags):
     """train_encoder with _raise_logits on 256 random rows in bags of 8; validation bags all of label
     val_labels. The training trajectory does not depend on the validation data."""
     rng = np.random.default_rng(0)
     x, x_val = rng.normal(size=(256, 4)).astype(np.float32), rng.normal(size=(64, 4)).astype(np.float32)
     train = TrainInputs(x, random_bags(256, 8, np.zeros(256, np.int32), seed=0))
     val = ValInputs(x_val, random_bags(64, 8, np.full(64, val_labels, np.int32), seed=1))
-    settings = TrainSettings(epochs, batch_size=64, learning_rate=1e-2, weight_decay=0.0, patience=patience)
+    settings = TrainSettings(
+        epochs, batch_size=64, learning_rate=1e-2, weight_decay=0.0, patience=patience, select_on=select_on
+    )
     model = make_encoder(MLPSettings(widths=(8,)), (4,), rngs=0)
     result = train_encoder(
         model, _raise_logits, train, val, settings._replace(progress=False), jax.random.key(0)
@@ -99,6 +101,16 @@ def test_the_returned_model_is_the_best_epochs():
     assert (first.best_epoch, last.best_epoch) == (1, 4)
     np.testing.assert_array_equal(logits, first_logits)
     assert not np.allclose(logits, last_logits)
+
+
+def test_selecting_on_the_count_nll_minimises_it_and_every_record_logs_it():
+    result, _ = _run_raising_logits(val_labels=1, epochs=6, patience=10, select_on=SelectOn.val_count_nll)
+    nll = [record["val_count_nll"] for record in result.history]
+    assert all(record["selection_loss"] == record["val_count_nll"] for record in result.history)
+    assert result.selection == "val_count_nll" and result.best_epoch == 1 + int(np.argmin(nll))
+    default, _ = _run_raising_logits(val_labels=0, epochs=2, patience=10)
+    assert all(np.isfinite(record["val_count_nll"]) for record in default.history)
+    assert all(record["selection_loss"] == record["val_bag_loss"] for record in default.history)
 
 
 def test_selecting_on_instances_needs_validation_labels():
@@ -128,7 +140,7 @@ def test_selecting_on_instances_needs_validation_labels():
         (
             "select_on",
             "val_bag",
-            r"train\.select_on='val_bag'; choose one of \['val_bags', 'val_instances'\]",
+            r"train\.select_on='val_bag'; choose one of \['val_bags', 'val_count_nll', 'val_instances'\]",
         ),
     ],
 )

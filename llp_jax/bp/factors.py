@@ -159,7 +159,7 @@ def _sum_product_messages(cavity, mask, counts, lambda_b, temperature, hard):
     size = cavity.shape[1]
     logits = cavity / temperature
     log_f = log_bag_factor(counts, lambda_b / temperature, hard, size)
-    theta = _tilt(logits, mask, counts, lambda_b / temperature, hard)
+    theta = tilt(logits, mask, counts, lambda_b / temperature, hard)
     tilted = jnp.where(mask, logits + theta[:, None], -jnp.inf)
     leaves = jnp.stack([jnp.exp(-jax.nn.relu(tilted)), jnp.exp(-jax.nn.relu(-tilted))], axis=-1)
     log_root = log_f - theta[:, None] * jnp.arange(size + 1, dtype=jnp.float32)
@@ -182,10 +182,12 @@ def _max_product_messages(cavity, mask, counts, lambda_b, hard):
     return g[..., 1] - g[..., 0]
 
 
-def _tilt(logits, mask, counts, lam, hard):
+def tilt(logits: jax.Array, mask: jax.Array, counts: jax.Array, lam: jax.Array, hard: bool) -> jax.Array:
     """theta: float32[n_bags], the shift of the members' log-odds that puts the tilted mean count at the
     most likely count s*: mean(theta) = k_b (hard) or theta = -2 lam (mean(theta) - k_b) (soft; the
-    saddle point of log Q(s) + log f(s)), kept where the tilted mean lies in [1/2, |b| - 1/2]."""
+    saddle point of log Q(s) + log f(s)), kept where the tilted mean lies in [1/2, |b| - 1/2].
+    logits: float32[n_bags, width]; mask: bool[n_bags, width]; counts: float32[n_bags] k_b (fractional
+    allowed); lam: float32 scalar lambda_b (unused when `hard`)."""
     sizes = jnp.sum(mask, axis=1).astype(jnp.float32)
     lo = -jnp.max(jnp.where(mask, logits, -jnp.inf), axis=1) + jnp.log(0.5 / (sizes - 0.5))
     hi = -jnp.min(jnp.where(mask, logits, jnp.inf), axis=1) + jnp.log((sizes - 0.5) / 0.5)
@@ -212,10 +214,7 @@ def _leaf_context(leaves: jax.Array, root: jax.Array, max_plus: bool) -> jax.Arr
     g_i(y) = sum_t f(y + t) Q_{-i}(t) (max over t if max_plus), up to a scale per slot.
     """
     n_bags = leaves.shape[0]
-    levels = [leaves]
-    while levels[-1].shape[1] > 2:  # the distributions of every tree node below the root
-        x = levels[-1]
-        levels.append(_normalize(_convolve(x[:, 0::2], x[:, 1::2], max_plus), max_plus))
+    levels, _ = upward_pass(leaves, max_plus, n_top=2)  # every tree node below the root
     g = root[:, None, :]
     for x in reversed(levels):  # g of a node: f convolved with the count of everything outside it
         n_nodes, length = x.shape[1], x.shape[2]
@@ -224,12 +223,41 @@ def _leaf_context(leaves: jax.Array, root: jax.Array, max_plus: bool) -> jax.Arr
     return g
 
 
-def _normalize(x: jax.Array, max_plus: bool) -> jax.Array:
-    """Rescale every vector (last axis) so that its largest entry is 1 (0 in the log domain)."""
+def upward_pass(leaves: jax.Array, max_plus: bool, n_top: int = 1) -> tuple[list[jax.Array], jax.Array]:
+    """Count distributions of the nodes of the binary tree over each bag's slots, from the leaves up.
+
+    leaves: float32[n_bags, size, 2] each slot's (P(y=0), P(y=1)) up to scale (log domain if max_plus),
+    size a power of two; n_top: the number of nodes of the last level built (1: the root).
+    Returns levels, levels[j]: float32[n_bags, size / 2^j, 2^j + 1] the count distribution of each node
+    of level j (levels[0] = leaves), every vector of levels[1:] rescaled so that its largest entry is 1
+    (0 in the log domain) to stay in float32 range; and log_scale: float32[n_bags] the log of the product
+    of all the scales divided out (their sum if max_plus). Convolution being bilinear, the product of the
+    top level's unscaled distributions is the product of its scaled ones times exp(log_scale).
+    """
+    levels, log_scale = [leaves], jnp.zeros(leaves.shape[0], leaves.dtype)
+    while levels[-1].shape[1] > n_top:
+        x = levels[-1]
+        joint = _convolve(x[:, 0::2], x[:, 1::2], max_plus)
+        scale = _scale(joint, max_plus)
+        log_scale += jnp.sum(scale if max_plus else jnp.log(scale), axis=(1, 2))
+        levels.append(_normalize(joint, max_plus))
+    return levels, log_scale
+
+
+def _scale(x: jax.Array, max_plus: bool) -> jax.Array:
+    """float32[..., 1]: the largest entry of every vector (last axis), which `_normalize` divides out
+    (subtracts in the log domain); 1 (0) for a vector of zeros (of _NEG), which is left as it is."""
     top = jnp.max(x, axis=-1, keepdims=True)
     if max_plus:
-        return jnp.maximum(x - jnp.where(top > 0.5 * _NEG, top, 0.0), _NEG)
-    return x / jnp.where(top > 0.0, top, 1.0)
+        return jnp.where(top > 0.5 * _NEG, top, 0.0)
+    return jnp.where(top > 0.0, top, 1.0)
+
+
+def _normalize(x: jax.Array, max_plus: bool) -> jax.Array:
+    """Rescale every vector (last axis) so that its largest entry is 1 (0 in the log domain)."""
+    if max_plus:
+        return jnp.maximum(x - _scale(x, max_plus), _NEG)
+    return x / _scale(x, max_plus)
 
 
 def _convolve(a: jax.Array, b: jax.Array, max_plus: bool) -> jax.Array:

@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from llp_jax.data.bags import Bags
 from llp_jax.train.checkpoints import FitCheckpoints
+from llp_jax.train.count_likelihood import count_log_likelihood
 from llp_jax.train.losses import bag_proportion_bce
 from llp_jax.train.metrics import roc_auc
 from llp_jax.train.settings import SelectOn, TrainSettings, check_train_settings
@@ -199,9 +200,12 @@ def train_epoch(
 def _selection_score(model: nnx.Module, val: ValInputs, settings: TrainSettings) -> dict[str, float]:
     """Validation numbers of one epoch; `selection_loss` is what model selection minimises."""
     logits, _ = predict(model, val.x, settings.eval_batch_size)
-    bag_logits = jnp.asarray(logits)[val.bags.members]
-    val_bag_loss = float(bag_proportion_bce(bag_logits, val.bags.mask, jnp.asarray(val.bags.proportions)))
-    scores = {"val_bag_loss": val_bag_loss, "selection_loss": val_bag_loss}
+    bag_logits, mask = jnp.asarray(logits)[val.bags.members], jnp.asarray(val.bags.mask)
+    val_bag_loss = float(bag_proportion_bce(bag_logits, mask, jnp.asarray(val.bags.proportions)))
+    val_count_nll = float(-jnp.mean(count_log_likelihood(bag_logits, mask, jnp.asarray(val.bags.counts))))
+    scores = {"val_bag_loss": val_bag_loss, "val_count_nll": val_count_nll, "selection_loss": val_bag_loss}
+    if settings.select_on == SelectOn.val_count_nll:
+        scores["selection_loss"] = val_count_nll
     if settings.select_on == SelectOn.val_instances:
         scores["val_instance_auc"] = roc_auc(val.labels, logits)
         scores["selection_loss"] = -scores["val_instance_auc"]

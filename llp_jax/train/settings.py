@@ -9,17 +9,20 @@ from typing import NamedTuple
 
 
 class SelectOn(StrEnum):
-    """What model selection and early stopping minimise: the validation bags' proportion loss, or minus
-    the AUC on validation instance labels. A StrEnum, so that plain strings compare equal."""
+    """What model selection and early stopping minimise: the validation bags' proportion loss, their mean
+    count negative log-likelihood (the exact Poisson-binomial one of CountLoss), or minus the AUC on
+    validation instance labels. A StrEnum, so that plain strings compare equal."""
 
     val_bags = "val_bags"
+    val_count_nll = "val_count_nll"
     val_instances = "val_instances"
 
 
 class TrainSettings(NamedTuple):
     """AdamW over batches of whole bags; `batch_size` counts instances (at least one bag per batch).
 
-    select_on: val_bags (default: the validation bags' proportion loss) or val_instances (validation
+    select_on: val_bags (default: the validation bags' proportion loss), val_count_nll (the validation
+    bags' mean -log P(count), logged every epoch whatever is selected on) or val_instances (validation
     instance labels, as the paper's code did; logged as such). Training stops after `patience` epochs
     without improvement; at large bags the validation signal is weak and long patience pays.
     progress: tqdm bars (epochs, kNN blocks, BP iterations); None, the default, shows them on a terminal
