@@ -136,7 +136,7 @@ class MethodConfig:
 
 def _schema_type(hint: Any) -> Any:
     """The OmegaConf-compatible form of a settings field's type: tuple[X, ...] -> list[X]; a union other
-    than X | None -> Any (OmegaConf types only Optional unions); settings types -> their schema."""
+    than X | None -> Any (OmegaConf types only Optional unions)."""
     origin = typing.get_origin(hint)
     if origin is tuple:
         return list[typing.get_args(hint)[0]]
@@ -145,80 +145,47 @@ def _schema_type(hint: Any) -> Any:
         if len(args) == 1 and len(typing.get_args(hint)) == 2:
             return _schema_type(args[0]) | None
         return Any
-    if _is_settings(hint):
-        return schema_of(hint)
     return hint
 
 
-def _is_settings(hint: Any) -> bool:
-    return isinstance(hint, type) and (hasattr(hint, "_field_defaults") or dataclasses.is_dataclass(hint))
-
-
-def _defaults(settings: type) -> dict[str, Any]:
-    """Field -> default (MISSING where there is none) of a settings NamedTuple or dataclass."""
-    if hasattr(settings, "_field_defaults"):
-        return {name: settings._field_defaults.get(name, MISSING) for name in settings._fields}
-    return {
-        f.name: MISSING if f.default is dataclasses.MISSING else f.default
-        for f in dataclasses.fields(settings)
-    }
-
-
-def _field(hint: Any, default: Any) -> Any:
-    """A dataclass field of the schema type of `hint` with `default` in schema form."""
-    if _is_settings(hint):
-        schema = schema_of(hint)
-        if default is MISSING:
-            return field(default_factory=schema)
-        values = {name: _to_schema_value(getattr(default, name)) for name in _defaults(hint)}
-        return field(default_factory=lambda: schema(**values))
-    default = _to_schema_value(default)
-    if isinstance(default, list):
+def _field(default: Any) -> Any:
+    """A dataclass field with `default` in schema form (a tuple as a fresh list)."""
+    if isinstance(default, tuple):
         return field(default_factory=lambda: list(default))
     return field(default=default)
 
 
-def _to_schema_value(value: Any) -> Any:
-    return list(value) if isinstance(value, tuple) else value
+_SCHEMAS: dict[tuple, type] = {}
 
 
-_SCHEMAS: dict[type, type] = {}
-
-
-def schema_of(settings: type, name_field: str | None = None, skip: tuple[str, ...] = ()) -> type:
-    """A Hydra schema (dataclass) with the fields, types and defaults of a settings NamedTuple or
-    dataclass, so that the defaults live in one place. name_field: prepend `name: str = name_field`
-    (config groups whose choice is named in the config, e.g. model.name); skip: fields left out."""
-    cache_key = (settings, name_field, skip)
-    if cache_key in _SCHEMAS:
-        return _SCHEMAS[cache_key]
-    hints = typing.get_type_hints(settings)
-    fields = [("name", str, field(default=name_field))] if name_field else []
-    fields += [
-        (key, _schema_type(hints[key]), _field(hints[key], default))
-        for key, default in _defaults(settings).items()
-        if key not in skip
-    ]
-    schema = make_dataclass(f"{settings.__name__}Schema", fields)
-    schema.__doc__ = settings.__doc__
-    _SCHEMAS[cache_key] = schema
-    return schema
+def schema_of(settings: type, name_field: str | None = None) -> type:
+    """A Hydra schema (dataclass) with the fields, types and defaults of a settings NamedTuple, so that
+    the defaults live in one place. name_field: prepend `name: str = name_field` (config groups whose
+    choice is named in the config, e.g. model.name). The same arguments give the same schema."""
+    cache_key = (settings, name_field)
+    if cache_key not in _SCHEMAS:
+        hints = typing.get_type_hints(settings)
+        fields = [("name", str, field(default=name_field))] if name_field else []
+        fields += [
+            (key, _schema_type(hints[key]), _field(settings._field_defaults.get(key, MISSING)))
+            for key in settings._fields
+        ]
+        schema = make_dataclass(f"{settings.__name__}Schema", fields)
+        schema.__doc__ = settings.__doc__
+        _SCHEMAS[cache_key] = schema
+    return _SCHEMAS[cache_key]
 
 
 def settings_from(settings: type, node: Any) -> Any:
-    """The settings NamedTuple or dataclass `settings` from a config node (lists become tuples, nested
-    settings are built likewise); keys the type does not have (a `name`) are ignored."""
-    hints = typing.get_type_hints(settings)
+    """The settings NamedTuple `settings` from a config node (lists become tuples); keys the type does
+    not have (a `name`) are ignored."""
     values = {}
-    for key in _defaults(settings):
-        if key not in node:
-            continue
-        value = node[key]
-        if _is_settings(hints[key]):
-            value = settings_from(hints[key], value)
-        elif isinstance(value, list | tuple) or OmegaConf.is_list(value):
-            value = tuple(value)
-        values[key] = value
+    for key in settings._fields:
+        if key in node:
+            value = node[key]
+            values[key] = (
+                tuple(value) if isinstance(value, list | tuple) or OmegaConf.is_list(value) else value
+            )
     return settings(**values)
 
 
