@@ -27,7 +27,7 @@ from llp_jax.bp import BPSettings, check_settings, run_bp
 from llp_jax.data.bags import Bags
 from llp_jax.data.dataset import Dataset
 from llp_jax.graph import GraphSettings, SimilarityGraph, build_graph, check_graph_settings
-from llp_jax.methods import dllp, easyllp
+from llp_jax.methods import countloss, dllp, easyllp
 from llp_jax.methods.common import FitSettings, fit_with_loss, fresh_encoder
 from llp_jax.methods.registry import register
 from llp_jax.models import Encoder, rescale_logits
@@ -37,7 +37,7 @@ from llp_jax.train.loop import BagBatch, TrainResult, predict
 from llp_jax.train.losses import bag_proportion_bce, instance_bce
 from llp_jax.train.metrics import roc_auc
 
-WARM_STARTS = {"dllp": dllp.fit, "easyllp": easyllp.fit}
+WARM_STARTS = {"dllp": dllp.fit, "easyllp": easyllp.fit, "countloss": countloss.fit}
 MARGINAL_BINS = 20  # the histogram of a round's BP marginals, bins of width 0.05 over [0, 1]
 WarmStart = enum.StrEnum("WarmStart", {name: name for name in ("none", *WARM_STARTS)})
 PseudoLabels = enum.StrEnum("PseudoLabels", {name: name for name in ("threshold", "soft", "topk")})
@@ -50,7 +50,7 @@ class ScheduleSettings(NamedTuple):
     that every bag's pseudo-labels agree with its count whatever the base rate); threshold: tau;
     keep_best_round: return the round (the warm start included) with the best validation criterion
     instead of the last one; lambda_agg: weight of the aggregate-embedding bag loss (0 = off);
-    warm_start: none | dllp | easyllp, a round 0 on the bags alone; prior_weight: gamma, the weight of
+    warm_start: none | dllp | easyllp | countloss, a round 0 on the bags alone; prior_weight: gamma, the weight of
     the previous encoder's logits as a BP unary (0 = off); calibrate: rescale those logits to the
     training bag counts first, and the final encoder's logit head likewise (no labels used).
     The embedding is the encoder's (model.embedding_layer for the MLP). Defaults (with bp.lambda_s = 1 in
