@@ -20,7 +20,7 @@ from llp_jax.methods import METHODS
 from llp_jax.provenance import provenance
 from llp_jax.streams import stream_key, stream_seed
 from llp_jax.train.checkpoints import RunCheckpoints, checkpointing, records_covered
-from llp_jax.train.loop import predict
+from llp_jax.train.loop import predict, validation_bag_scores
 from llp_jax.train.metrics import classification_metrics
 from llp_jax.writers import MetricsWriter
 
@@ -130,7 +130,8 @@ def _run(cfg: DictConfig, run: RunSettings, run_dir: Path, log, start: float) ->
     result = METHODS[run.method_name].fit(data, train_bags, val_bags, run.method, key, log)
     save_encoder(result.model, run_dir)
     test_logits, _ = predict(result.model, data.test.x, run.method.train.eval_batch_size)
-    best = result.history[result.best_epoch - 1]
+    val_logits, _ = predict(result.model, data.val.x, run.method.train.eval_batch_size)
+    val_scores = validation_bag_scores(val_logits, val_bags)  # of the classifier returned, per bag
     fixed_size = run.bagging.kind == "random" and run.bagging.size_range is None
     return {
         "status": "finished",
@@ -146,8 +147,9 @@ def _run(cfg: DictConfig, run: RunSettings, run_dir: Path, log, start: float) ->
         "n_bags": train_bags.n_bags,
         "n_val_bags": val_bags.n_bags,
         "best_epoch": result.best_epoch,
-        "val_bag_loss": best["val_bag_loss"],
-        "selection_loss": best["selection_loss"],
+        **{name: float(np.mean(values)) for name, values in val_scores.items()},
+        **{f"{name}_per_bag": values.tolist() for name, values in val_scores.items()},
+        "selection_loss": result.history[result.best_epoch - 1]["selection_loss"],
         "epochs_run": len(result.history),
         "selection": str(result.selection),
         "wall_time_s": time.perf_counter() - start,

@@ -1,5 +1,6 @@
 import json
 import logging
+import re
 
 import numpy as np
 import pytest
@@ -8,12 +9,12 @@ from flax import nnx
 
 from llp_jax.data.bags import random_bags
 from llp_jax.experiment import run_experiment
-from llp_jax.methods.llp_bp import calibrate_head, top_k_labels, warn_if_inconsistent
+from llp_jax.methods.llp_bp import calibrate_head, choose_candidate, top_k_labels, warn_if_inconsistent
 from llp_jax.models import MLP, MLPSettings
 from llp_jax.train.calibration import fit_to_counts
 from llp_jax.train.loop import predict
 
-LLP_BP = [*FAST, "method=llp_bp", "bp.max_iters=20"]
+LLP_BP = [*FAST, "method=llp_bp", "schedule=easyllp_warm", "bp.max_iters=20"]
 
 
 def read_records(run_dir):
@@ -114,3 +115,47 @@ def test_a_round_far_from_the_known_positives_is_warned_about(caplog):
         assert not warn_if_inconsistent(1, 60, 100) and not warn_if_inconsistent(1, 190, 100)
         assert warn_if_inconsistent(2, 0, 919) and warn_if_inconsistent(1, 201, 100)
     assert "round 2: the pseudo-labels mark 0 positives where the bag counts give 919" in caplog.text
+
+
+def test_auto_returns_the_candidate_with_the_lowest_validation_count_nll(compose_config, tmp_path):
+    candidates = '["","warm_start=dllp labels=soft","warm_start=none prior_weight=0 labels=topk"]'
+    overrides = [*LLP_BP, "schedule=auto", f"schedule.candidates={candidates}", "schedule.choose_by=lowest"]
+    summary = run_experiment(compose_config(*overrides, "schedule.rounds=1"), tmp_path)
+    records = read_records(tmp_path)
+    ends = {r["candidate"]: r["val_count_nll"] for r in records if r.get("event") == "candidate_end"}
+    assert sorted(ends) == [0, 1, 2]
+    assert len(set(ends.values())) == 3, "the candidates should differ, so that the test means something"
+    chosen = [r["candidate"] for r in records if r.get("event") == "chosen"]
+    assert chosen == [min(ends, key=ends.get)]
+    # the classifier returned (re-read from its saved encoder by the summary) is the chosen candidate's
+    assert summary["val_count_nll"] == pytest.approx(ends[chosen[0]], rel=1e-5)
+    # every candidate ran its own rounds: candidate 2 has no warm start (round 0)
+    rounds = {(r["candidate"], r["round"]) for r in records if "epoch" in r}
+    assert rounds == {(0, 0), (0, 1), (1, 0), (1, 1), (2, 1)}
+
+
+def test_one_se_keeps_the_first_candidate_unless_another_is_clearly_better():
+    clearly_better = np.array([[3.0, 2.0, 4.0, 3.0], [2.0, 1.1, 2.9, 2.1]])  # lower on every bag by ~1
+    by_chance = np.array([[3.0, 2.0, 4.0, 3.0], [1.0, 3.0, 2.5, 4.2]])  # lower on average, not on every bag
+    assert choose_candidate(clearly_better, "one_se") == 1 and choose_candidate(clearly_better, "lowest") == 1
+    assert choose_candidate(by_chance, "lowest") == 1 and choose_candidate(by_chance, "one_se") == 0
+    assert choose_candidate(by_chance[:, :1], "one_se") == 0, "one validation bag gives no standard error"
+    assert choose_candidate(by_chance[::-1], "one_se") == 0, "the first candidate is best: nothing to test"
+
+
+@pytest.mark.parametrize(
+    "candidate, message",
+    [
+        ("warm_start=dlp", "schedule.warm_start='dlp'"),
+        ("rounds=two", "rounds='two' is not a valid int"),
+        ("labels", "'labels' is not key=value"),
+        ("candidates=x", "'candidates=x' is not key=value"),
+        ("calibrate=yes", "calibrate takes true or false"),
+    ],
+)
+def test_a_bad_candidate_fails_before_any_work(candidate, message, compose_config, tmp_path):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        run_experiment(
+            compose_config(*LLP_BP, "schedule=auto", f'schedule.candidates=["","{candidate}"]'), tmp_path
+        )
+    assert not (tmp_path / "metrics.jsonl").exists()

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from functools import partial
 
+import numpy as np
+
 from llp_jax.methods.common import fit_with_loss
 from llp_jax.methods.registry import register
-from llp_jax.train.losses import easyllp_loss
+from llp_jax.train.loop import TrainingDiverged
+from llp_jax.train.losses import easyllp_loss, easyllp_targets
 
 
 def loss(model, logits, embedding, batch, prior: float):
@@ -15,6 +18,16 @@ def loss(model, logits, embedding, batch, prior: float):
 
 @register("easyllp")
 def fit(data, train_bags, val_bags, settings, key, log):
-    """Train with the EasyLLP loss; the prior p is the positive rate over all training bags."""
+    """Train with the EasyLLP loss, as published; the prior p is the positive rate over all training bags.
+    A run whose loss diverges (debiased targets far outside [0, 1] make it unbounded below) stops with
+    TrainingDiverged, which names the targets' range."""
     prior = train_bags.positive_rate
-    return fit_with_loss(data, train_bags, val_bags, settings, key, log, partial(loss, prior=prior))
+    try:
+        return fit_with_loss(data, train_bags, val_bags, settings, key, log, partial(loss, prior=prior))
+    except TrainingDiverged as error:
+        targets = np.asarray(easyllp_targets(train_bags.proportions, train_bags.sizes, prior))
+        raise TrainingDiverged(
+            f"EasyLLP: {error}. Its debiased targets k (alpha - p) + p range over [{targets.min():.3g}, "
+            f"{targets.max():.3g}] at these bags (mean size {train_bags.sizes.mean():.0f}); cross-entropy "
+            "against a target outside [0, 1] has no minimum"
+        ) from None

@@ -15,7 +15,7 @@ import enum
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import NamedTuple
 
@@ -33,7 +33,7 @@ from llp_jax.methods.registry import register
 from llp_jax.models import Encoder, rescale_logits
 from llp_jax.streams import stream_key
 from llp_jax.train.calibration import fit_to_counts
-from llp_jax.train.loop import BagBatch, TrainResult, predict
+from llp_jax.train.loop import BagBatch, TrainingDiverged, TrainResult, predict, validation_bag_scores
 from llp_jax.train.losses import bag_proportion_bce, instance_bce
 from llp_jax.train.metrics import roc_auc
 
@@ -41,6 +41,7 @@ WARM_STARTS = {"dllp": dllp.fit, "easyllp": easyllp.fit, "countloss": countloss.
 MARGINAL_BINS = 20  # the histogram of a round's BP marginals, bins of width 0.05 over [0, 1]
 WarmStart = enum.StrEnum("WarmStart", {name: name for name in ("none", *WARM_STARTS)})
 PseudoLabels = enum.StrEnum("PseudoLabels", {name: name for name in ("threshold", "soft", "topk")})
+ChooseBy = enum.StrEnum("ChooseBy", {name: name for name in ("one_se", "lowest")})
 logger = logging.getLogger("llp_jax")
 
 
@@ -50,21 +51,31 @@ class ScheduleSettings(NamedTuple):
     that every bag's pseudo-labels agree with its count whatever the base rate); threshold: tau;
     keep_best_round: return the round (the warm start included) with the best validation criterion
     instead of the last one; lambda_agg: weight of the aggregate-embedding bag loss (0 = off);
-    warm_start: none | dllp | easyllp | countloss, a round 0 on the bags alone; prior_weight: gamma, the weight of
-    the previous encoder's logits as a BP unary (0 = off); calibrate: rescale those logits to the
+    warm_start: none | dllp | easyllp | countloss, a round 0 on the bags alone; prior_weight: gamma, the
+    weight of the previous encoder's logits as a BP unary (0 = off); calibrate: rescale those logits to the
     training bag counts first, and the final encoder's logit head likewise (no labels used).
+    candidates (schedule=auto): variants of this schedule, each "key=value ..." over its fields (an empty
+    string: the schedule as it is); each runs in full and the one the validation bags' count likelihood
+    prefers is returned (choose_by: `lowest` mean -log P(count), or `one_se`: the first candidate unless
+    another's is lower by more than one standard error of the paired per-bag differences, so that a
+    handful of validation bags cannot overturn the default by chance).
     The embedding is the encoder's (model.embedding_layer for the MLP). Defaults (with bp.lambda_s = 1 in
-    configs/bp/count.yaml): the variant that the validation bags chose in 21 of 30 runs on adult and bank
-    marketing (session 2); the paper's plain rounds are warm_start=none prior_weight=0 bp.lambda_s=10."""
+    configs/bp/count.yaml): an EasyLLP warm start as prior (the validation bags chose it in 21 of 30 runs on
+    adult and bank, session 2) and soft pseudo-labels, the BP marginals themselves, which no base rate can
+    empty (at a 0.9% rate marginal > 0.5 marked no member of 919 positive, issue 11); configs/schedule/auto
+    adds the candidate warm_start=dllp. The paper's rounds: labels=threshold warm_start=none
+    prior_weight=0 bp.lambda_s=10 (schedule=plain)."""
 
     rounds: int = 2
     threshold: float = 0.5
-    labels: PseudoLabels = PseudoLabels.threshold
+    labels: PseudoLabels = PseudoLabels.soft
     keep_best_round: bool = False
     lambda_agg: float = 0.0
     warm_start: WarmStart = WarmStart.easyllp
     prior_weight: float = 1.0
     calibrate: bool = True
+    candidates: tuple[str, ...] = ()
+    choose_by: ChooseBy = ChooseBy.one_se
 
 
 def check_schedule(schedule: ScheduleSettings) -> None:
@@ -77,8 +88,47 @@ def check_schedule(schedule: ScheduleSettings) -> None:
         raise ValueError(
             f"schedule.warm_start={schedule.warm_start!r}; choose none or one of {sorted(WARM_STARTS)}"
         )
+    if schedule.labels not in PseudoLabels.__members__:
+        raise ValueError(
+            f"schedule.labels={schedule.labels!r}; choose one of {list(PseudoLabels.__members__)}"
+        )
     if schedule.lambda_agg < 0 or schedule.prior_weight < 0:
         raise ValueError("schedule.lambda_agg and schedule.prior_weight must be non-negative")
+    if schedule.choose_by not in ChooseBy.__members__:
+        raise ValueError(
+            f"schedule.choose_by={schedule.choose_by!r}; choose one of {list(ChooseBy.__members__)}"
+        )
+    for candidate in schedule.candidates:
+        check_schedule(candidate_schedule(schedule, candidate))
+
+
+def candidate_schedule(schedule: ScheduleSettings, candidate: str) -> ScheduleSettings:
+    """The schedule with a candidate's "key=value ..." overrides (schedule=auto), without candidates.
+    Raises ValueError naming an unknown key or a value of the wrong type."""
+    values = {"candidates": ()}
+    for item in candidate.split():
+        key, _, text = item.partition("=")
+        if key not in ScheduleSettings._fields or key in ("candidates", "choose_by") or not text:
+            settable = [
+                field for field in ScheduleSettings._fields if field not in ("candidates", "choose_by")
+            ]
+            raise ValueError(
+                f"schedule.candidates entry {candidate!r}: {item!r} is not key=value over {settable}"
+            )
+        default = ScheduleSettings._field_defaults[key]
+        if isinstance(default, bool):
+            if text.lower() not in ("true", "false"):
+                raise ValueError(f"schedule.candidates entry {candidate!r}: {key} takes true or false")
+            values[key] = text.lower() == "true"
+        else:
+            try:
+                values[key] = type(default)(text) if not isinstance(default, enum.Enum) else text
+            except ValueError:
+                raise ValueError(
+                    f"schedule.candidates entry {candidate!r}: {key}={text!r} is not "
+                    f"a valid {type(default).__name__}"
+                ) from None
+    return schedule._replace(**values)
 
 
 @dataclass(frozen=True)
@@ -225,6 +275,70 @@ def fit(
     key: jax.Array,
     log: Callable[[dict], None],
 ) -> TrainResult:
+    """Run the rounds of LLP-BP (`fit_schedule`), or with schedule.candidates each candidate's in turn
+    (records tagged "candidate": its index, all from the same `key`) and return the one that
+    schedule.choose_by picks on the validation bags (event candidate_end per candidate, then chosen)."""
+    schedule = settings.schedule
+    if not schedule.candidates:
+        return fit_schedule(data, train_bags, val_bags, settings, key, log)
+    results, scores, failures = {}, {}, []
+    for index, candidate in enumerate(schedule.candidates):
+        tagged = _tagged(log, "candidate", index)
+        candidate_settings = replace(settings, schedule=candidate_schedule(schedule, candidate))
+        try:
+            result = fit_schedule(data, train_bags, val_bags, candidate_settings, key, tagged)
+        except TrainingDiverged as error:  # a candidate's unbounded loss must not end the others
+            logger.warning("candidate %d (%r) dropped: %s", index, candidate, error)
+            tagged({"event": "candidate_failed", "schedule": candidate, "error": str(error)})
+            failures.append(error)
+            continue
+        results[index], scores[index], record = (
+            result,
+            *_candidate_scores(result.model, data, val_bags, settings),
+        )
+        tagged({"event": "candidate_end", "schedule": candidate, **record})
+    if not results:
+        raise failures[0]
+    indices = list(results)  # the first candidate that ran is the reference of one_se
+    chosen = indices[choose_candidate(np.stack([scores[index] for index in indices]), schedule.choose_by)]
+    log({"event": "chosen", "candidate": chosen, "schedule": schedule.candidates[chosen]})
+    return results[chosen]
+
+
+def _candidate_scores(model: Encoder, data: Dataset, val_bags: Bags, settings: LLPBPSettings) -> tuple:
+    """A candidate's per-validation-bag count NLL float32[n_val_bags], and what its candidate_end record
+    logs: the means of both validation criteria and, under oracle/ (never used to choose), its test AUC."""
+    logits, _ = predict(model, data.val.x, settings.train.eval_batch_size)
+    per_bag = validation_bag_scores(logits, val_bags)
+    record = {name: float(values.mean()) for name, values in per_bag.items()}
+    if data.test.y is not None:
+        test_logits, _ = predict(model, data.test.x, settings.train.eval_batch_size)
+        record["oracle/test_auc"] = roc_auc(data.test.y, test_logits)
+    return per_bag["val_count_nll"], record
+
+
+def choose_candidate(per_bag: np.ndarray, choose_by: ChooseBy) -> int:
+    """The index of the chosen candidate from each one's per-validation-bag criterion (lower is better):
+    float[n_candidates, n_bags]. `lowest`: the lowest mean. `one_se`: the candidate with the lowest mean if
+    its paired per-bag differences to candidate 0 have a mean below minus one standard error, else 0."""
+    best = int(np.argmin(per_bag.mean(axis=1)))
+    if choose_by == ChooseBy.lowest or best == 0:
+        return best
+    differences = per_bag[best] - per_bag[0]
+    if len(differences) < 2:
+        return 0
+    standard_error = differences.std(ddof=1) / np.sqrt(len(differences))
+    return best if differences.mean() < -standard_error else 0
+
+
+def fit_schedule(
+    data: Dataset,
+    train_bags: Bags,
+    val_bags: Bags,
+    settings: LLPBPSettings,
+    key: jax.Array,
+    log: Callable[[dict], None],
+) -> TrainResult:
     """Run the rounds of LLP-BP and return the last round's training result (its encoder without the
     bag head), or with schedule.keep_best_round the round's (the warm start included) whose selected
     epoch has the lowest validation criterion; each round's value is logged (event round_end).
@@ -235,7 +349,7 @@ def fit(
     if schedule.warm_start != "none":
         warm_start = WARM_STARTS[schedule.warm_start]
         result = warm_start(
-            data, train_bags, val_bags, settings, stream_key(key, "warm_start"), _tagged(log, 0)
+            data, train_bags, val_bags, settings, stream_key(key, "warm_start"), _tagged(log, "round", 0)
         )
         rounds.append(_round_end(result, 0, log))
     for round_index in range(1, schedule.rounds + 1):
@@ -256,7 +370,7 @@ def fit(
         warn_if_inconsistent(round_index, record["predicted_positives"], record["known_positives"])
         if data.train.y is not None:
             record.update(oracle_diagnostics(data.train.y, marginals, graph, train_bags))
-        _tagged(log, round_index)({"event": "bp", **record})
+        _tagged(log, "round", round_index)({"event": "bp", **record})
         round_key = stream_key(key, "round", round_index)
         result = fit_with_loss(
             data,
@@ -264,7 +378,7 @@ def fit(
             val_bags,
             settings,
             round_key,
-            _tagged(log, round_index),
+            _tagged(log, "round", round_index),
             partial(pseudo_label_loss, lambda_agg=schedule.lambda_agg),
             targets,
             model=_round_model(data, train_bags, settings, round_key),
@@ -283,7 +397,7 @@ def fit(
 def _round_end(result: TrainResult, round_index: int, log: Callable[[dict], None]) -> tuple:
     """(validation criterion of the round's selected epoch, round, result), the criterion logged."""
     value = result.history[result.best_epoch - 1]["selection_loss"]
-    _tagged(log, round_index)(
+    _tagged(log, "round", round_index)(
         {"event": "round_end", "selection_loss": value, "best_epoch": result.best_epoch}
     )
     return value, round_index, result
@@ -307,5 +421,5 @@ def _round_model(data: Dataset, train_bags: Bags, settings: LLPBPSettings, key: 
     return WithBagHead(encoder, rngs=nnx.Rngs(stream_key(key, "bag_head")))
 
 
-def _tagged(log: Callable[[dict], None], round_index: int) -> Callable[[dict], None]:
-    return lambda record: log({"round": round_index, **record})
+def _tagged(log: Callable[[dict], None], key: str, value: int) -> Callable[[dict], None]:
+    return lambda record: log({key: value, **record})

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from llp_jax.data.bags import Bags
 from llp_jax.train.checkpoints import FitCheckpoints
 from llp_jax.train.count_likelihood import count_log_likelihood
-from llp_jax.train.losses import bag_proportion_bce
+from llp_jax.train.losses import proportion_bce_per_bag
 from llp_jax.train.metrics import roc_auc
 from llp_jax.train.settings import SelectOn, TrainSettings, check_train_settings
 
@@ -184,9 +184,10 @@ def _epoch_batches(key: jax.Array, n_bags: int, buckets: list[_Bucket]) -> list[
 
 def train_epoch(
     step: Step, state: TrainState, x: jax.Array, buckets: list[_Bucket], key: jax.Array
-) -> tuple[TrainState, float]:
+) -> tuple[TrainState, np.ndarray]:
     """One optimiser step per batch of one epoch (shuffled by `key`) over the bags of `buckets`, whose
-    members index x: float32[n, *f] on the device. Returns the new state and the mean loss of the steps."""
+    members index x: float32[n, *f] on the device. Returns the new state and the loss of each step,
+    float32[n_steps], in the order taken."""
     n_bags = sum(len(bucket.index) for bucket in buckets)
     params, opt_state = state
     step_losses = []
@@ -194,18 +195,61 @@ def train_epoch(
         bucket = buckets[bucket_index]
         params, opt_state, value = step(params, opt_state, bag_index, x, bucket.members, bucket.data)
         step_losses.append(value)
-    return TrainState(params, opt_state), float(jnp.mean(jnp.stack(step_losses)))
+    return TrainState(params, opt_state), np.asarray(jnp.stack(step_losses))
+
+
+class TrainingDiverged(FloatingPointError):
+    """The training loss left every range a bounded loss can take (see check_training_loss)."""
+
+
+# A loss bounded below (every cross-entropy against targets in [0, 1], every negative log-likelihood) stays
+# above 0; EasyLLP's can fall without bound when its debiased targets leave [0, 1]. On adult at bags of 128
+# it reached -5.5 while its validation AUC was still 0.87 (its published form, session 3); on natural bags
+# of ~1,000 at a 0.9% positive rate it reached -2.7e5 in the first epoch and -1.2e6 by epoch 11 (issue 11).
+DIVERGENCE_FACTOR = 1e3
+
+
+def check_training_loss(
+    train_loss: float, first_step_loss: float, epoch: int, settings: TrainSettings
+) -> None:
+    """Raise FloatingPointError if an epoch's mean training loss is not finite, and TrainingDiverged if it
+    fell below -DIVERGENCE_FACTOR * max(1, |loss of the fit's first step|): the logits then run off to
+    magnitudes where the probabilities saturate, and no later epoch recovers."""
+    if not np.isfinite(train_loss):
+        raise FloatingPointError(
+            f"training loss became {train_loss} at epoch {epoch}; lower train.learning_rate "
+            f"(now {settings.learning_rate})"
+        )
+    floor = -DIVERGENCE_FACTOR * max(1.0, abs(first_step_loss))
+    if train_loss < floor:
+        raise TrainingDiverged(
+            f"training diverged: the loss fell to {train_loss:.4g} at epoch {epoch}, below {floor:.4g} "
+            f"({DIVERGENCE_FACTOR:g} times its first step's {first_step_loss:.4g}); the loss is unbounded "
+            "below for these bags. Use a bounded loss (method=dllp or method=countloss; for llp_bp "
+            "schedule.warm_start=countloss or dllp)"
+        )
+
+
+def validation_bag_scores(logits: np.ndarray, bags: Bags) -> dict[str, np.ndarray]:
+    """Each validation bag's criteria for logits float32[n_val]: "val_bag_loss", the proportion
+    cross-entropy, and "val_count_nll", -log P(count) (Poisson-binomial), each float32[n_bags]."""
+    bag_logits, mask = jnp.asarray(logits)[bags.members], jnp.asarray(bags.mask)
+    return {
+        "val_bag_loss": np.asarray(proportion_bce_per_bag(bag_logits, mask, jnp.asarray(bags.proportions))),
+        "val_count_nll": -np.asarray(count_log_likelihood(bag_logits, mask, jnp.asarray(bags.counts))),
+    }
 
 
 def _selection_score(model: nnx.Module, val: ValInputs, settings: TrainSettings) -> dict[str, float]:
-    """Validation numbers of one epoch; `selection_loss` is what model selection minimises."""
+    """Validation numbers of one epoch (means over the validation bags); `selection_loss` is what model
+    selection minimises."""
     logits, _ = predict(model, val.x, settings.eval_batch_size)
-    bag_logits, mask = jnp.asarray(logits)[val.bags.members], jnp.asarray(val.bags.mask)
-    val_bag_loss = float(bag_proportion_bce(bag_logits, mask, jnp.asarray(val.bags.proportions)))
-    val_count_nll = float(-jnp.mean(count_log_likelihood(bag_logits, mask, jnp.asarray(val.bags.counts))))
-    scores = {"val_bag_loss": val_bag_loss, "val_count_nll": val_count_nll, "selection_loss": val_bag_loss}
+    scores = {
+        name: float(np.mean(values)) for name, values in validation_bag_scores(logits, val.bags).items()
+    }
+    scores["selection_loss"] = scores["val_bag_loss"]
     if settings.select_on == SelectOn.val_count_nll:
-        scores["selection_loss"] = val_count_nll
+        scores["selection_loss"] = scores["val_count_nll"]
     if settings.select_on == SelectOn.val_instances:
         scores["val_instance_auc"] = roc_auc(val.labels, logits)
         scores["selection_loss"] = -scores["val_instance_auc"]
@@ -244,7 +288,7 @@ def train_encoder(
     step = _make_step(graphdef, tx, loss)
     x_device = jnp.asarray(train.x)
 
-    best, history, first, done = BestEpoch(0, np.inf, params), [], 1, False
+    best, history, first, done, first_step_loss = BestEpoch(0, np.inf, params), [], 1, False, None
     saved = checkpoints.restore(state) if checkpoints is not None else None
     if saved is not None:  # a resumed run: the epochs already run, logged again as they were
         state, best, history = saved.state, BestEpoch(*saved.best), saved.history
@@ -254,12 +298,10 @@ def train_encoder(
     bar = tqdm(range(first, settings.epochs + 1), desc="epochs", disable=not settings.progress, leave=False)
     for epoch in bar if not done else ():
         start = time.perf_counter()
-        state, train_loss = train_epoch(step, state, x_device, buckets, jax.random.fold_in(key, epoch))
-        if not np.isfinite(train_loss):
-            raise FloatingPointError(
-                f"training loss became {train_loss} at epoch {epoch}; lower train.learning_rate "
-                f"(now {settings.learning_rate})"
-            )
+        state, step_losses = train_epoch(step, state, x_device, buckets, jax.random.fold_in(key, epoch))
+        train_loss = float(np.mean(step_losses))
+        first_step_loss = float(step_losses[0]) if first_step_loss is None else first_step_loss
+        check_training_loss(train_loss, first_step_loss, epoch, settings)
         scores = _selection_score(nnx.merge(graphdef, state.params), val, settings)
         record = {
             "epoch": epoch,

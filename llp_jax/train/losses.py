@@ -27,15 +27,17 @@ def bag_mean_probability(logits: jax.Array, mask: jax.Array) -> jax.Array:
     return jnp.sum(probabilities, axis=1) / jnp.maximum(jnp.sum(mask, axis=1), 1)
 
 
-def bag_proportion_bce(logits: jax.Array, mask: jax.Array, proportions: jax.Array) -> jax.Array:
-    """DLLP loss (Ardehaly & Culotta 2017): mean over bags of BCE(alpha_b, mean_{i in b} sigmoid(logit_i)).
-
-    Also the validation criterion for model selection on validation bags.
-    proportions: float32[n_bags] in [0, 1]. Returns a scalar.
-    """
+def proportion_bce_per_bag(logits: jax.Array, mask: jax.Array, proportions: jax.Array) -> jax.Array:
+    """float32[n_bags]: BCE(alpha_b, mean_{i in b} sigmoid(logit_i)) of each bag.
+    proportions: float32[n_bags] in [0, 1]."""
     predicted = jnp.clip(bag_mean_probability(logits, mask), PROBABILITY_EPS, 1.0 - PROBABILITY_EPS)
-    per_bag = -(proportions * jnp.log(predicted) + (1.0 - proportions) * jnp.log1p(-predicted))
-    return jnp.mean(per_bag)
+    return -(proportions * jnp.log(predicted) + (1.0 - proportions) * jnp.log1p(-predicted))
+
+
+def bag_proportion_bce(logits: jax.Array, mask: jax.Array, proportions: jax.Array) -> jax.Array:
+    """DLLP loss (Ardehaly & Culotta 2017): the mean over bags of `proportion_bce_per_bag`. Also a
+    validation criterion (train.select_on=val_bags). Returns a scalar."""
+    return jnp.mean(proportion_bce_per_bag(logits, mask, proportions))
 
 
 def easyllp_targets(proportions: jax.Array, sizes: jax.Array, prior: float) -> jax.Array:
