@@ -307,10 +307,12 @@ def fit(
 
 def _candidate_scores(model: Encoder, data: Dataset, val_bags: Bags, settings: LLPBPSettings) -> tuple:
     """A candidate's per-validation-bag count NLL float32[n_val_bags], and what its candidate_end record
-    logs: the means of both validation criteria and, under oracle/ (never used to choose), its test AUC."""
+    logs: both validation criteria (means and per bag) and, under oracle/ (never used to choose), its test
+    AUC."""
     logits, _ = predict(model, data.val.x, settings.train.eval_batch_size)
     per_bag = validation_bag_scores(logits, val_bags)
     record = {name: float(values.mean()) for name, values in per_bag.items()}
+    record.update({f"{name}_per_bag": values.tolist() for name, values in per_bag.items()})
     if data.test.y is not None:
         test_logits, _ = predict(model, data.test.x, settings.train.eval_batch_size)
         record["oracle/test_auc"] = roc_auc(data.test.y, test_logits)
