@@ -33,8 +33,8 @@ test-full: install-dev
 	$(BIN)/python -m pytest -m "not gpu"
 
 lint: install-dev
-	$(BIN)/ruff check llp_jax scripts tests
-	$(BIN)/ruff format --check llp_jax scripts tests
+	$(BIN)/ruff check llp_jax scripts tests benchmarks
+	$(BIN)/ruff format --check llp_jax scripts tests benchmarks
 
 # The tables of the README, three seeds each: every method on adult and bank marketing at bag sizes 8 to
 # 2048 (benchmarks/bag_sizes), and on both thinned to 2% positives with random bags of 500 to 1,500 rows
@@ -51,7 +51,7 @@ results: install
 	$(SEEDS) dataset=adult,bank_marketing bagging.bag_size=8,32,128,512,2048 $(METHODS) \
 		hydra.sweep.dir=$(RESULTS)/bag_sizes
 	$(BIN)/python scripts/report.py $(RESULTS)/bag_sizes --out benchmarks/bag_sizes
-	$(BIN)/python scripts/report.py $(RESULTS)/thinned --out benchmarks/thinned
+	$(BIN)/python scripts/report.py $(RESULTS)/thinned --by dataset.positive_rate --out benchmarks/thinned
 	$(BIN)/python benchmarks/selection_study.py $(RESULTS)/bag_sizes $(RESULTS)/thinned --out benchmarks/selection
 
 # The same table for fashion-MNIST, bag sizes 32 to 512, with a CNN and an epoch budget sized for a CPU

@@ -68,6 +68,7 @@ def collect(folders: list[Path], metric: str, by: tuple[str, ...] = ()) -> tuple
                 f"{folder} has no config key {missing[0]!r}; --by takes keys of config_resolved.yaml"
             )
         run = json.loads((folder / "metrics.json").read_text())
+        run["bag_size"] = bag_label(run, config)
         rows.append({**run, "by": tuple(config[key] for key in by), "path": folder})
     runs = pd.DataFrame(rows)
     runs["sweep"] = [path.parent.name for path in runs["path"]]
@@ -75,14 +76,32 @@ def collect(folders: list[Path], metric: str, by: tuple[str, ...] = ()) -> tuple
     chosen = runs.sort_values("val_bag_loss", kind="stable").drop_duplicates(key).sort_values(key)
     table: dict[tuple, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
     for run in chosen.itertuples():
-        table[(run.dataset, run.method, *run.by)][int(run.bag_size)].append(getattr(run, metric))
+        table[(run.dataset, run.method, *run.by)][run.bag_size].append(getattr(run, metric))
     several = runs.groupby("method")["sweep"].nunique()
     wins = {
-        (dataset, method, int(size)): group["sweep"].value_counts().to_dict()
+        (dataset, method, size): group["sweep"].value_counts().to_dict()
         for (dataset, method, size), group in chosen.groupby(["dataset", "method", "bag_size"])
         if several[method] > 1
     }
     return table, wins
+
+
+def bag_label(run: dict, config: dict) -> int | str:
+    """A run's bag-size column: its bag size, or "low-high" for random bags of sizes drawn from a range
+    (bagging.size_range; the mean size then differs from seed to seed)."""
+    size_range = config.get("bagging.size_range")
+    if size_range in (None, "None"):
+        return int(run["bag_size"])
+    low, high = yaml.safe_load(size_range) if isinstance(size_range, str) else size_range
+    return f"{low}-{high}"
+
+
+def bag_position(label: int | str) -> float:
+    """Where a bag-size column sits on a numeric axis: the size, or a range's midpoint."""
+    if isinstance(label, str):
+        low, high = map(int, label.split("-"))
+        return (low + high) / 2
+    return float(label)
 
 
 def problems_markdown(folders: list[Path]) -> str:
@@ -107,7 +126,7 @@ def choices_markdown(wins: dict) -> str:
 def markdown(table, metric: str, by: tuple[str, ...] = ()) -> str:
     """The table as markdown: a row per dataset, method and `by` values, a column per bag size; each cell
     the mean ± standard deviation over seeds and how many there were."""
-    sizes = sorted({size for row in table.values() for size in row})
+    sizes = sorted({size for row in table.values() for size in row}, key=bag_position)
     columns = ["dataset", "method", *by, *(f"bag {size}" for size in sizes)]
     lines = [
         f"| {' | '.join(columns)} |",
@@ -142,17 +161,19 @@ def plot(table, metric: str, path: Path, by: tuple[str, ...] = ()) -> None:
         for (name, method, *values), row in sorted(table.items(), key=lambda item: tuple(map(str, item[0]))):
             if name != dataset:
                 continue
-            sizes = sorted(row)
+            sizes = sorted(row, key=bag_position)
             all_sizes |= set(sizes)
             scores = [[v for v in row[s] if v is not None] for s in sizes]
             means, stds = np.array([np.mean(v) for v in scores]), np.array([np.std(v) for v in scores])
             label = ", ".join([method, *(f"{key}={value}" for key, value in zip(by, values, strict=True))])
-            (line,) = axis.plot(sizes, means, marker="o", label=label)
-            axis.fill_between(sizes, means - stds, means + stds, color=line.get_color(), alpha=0.15)
+            positions = [bag_position(size) for size in sizes]
+            (line,) = axis.plot(positions, means, marker="o", label=label)
+            axis.fill_between(positions, means - stds, means + stds, color=line.get_color(), alpha=0.15)
         pretty = metric.replace("_", " ").replace("auc", "AUC")
         axis.set(xscale="log", xlabel="bag size (log scale)", ylabel=f"{pretty} (mean ± std over seeds)")
         axis.set_title(dataset)
-        axis.set_xticks(sorted(all_sizes), [str(s) for s in sorted(all_sizes)])
+        ticks = sorted(all_sizes, key=bag_position)
+        axis.set_xticks([bag_position(size) for size in ticks], [str(size) for size in ticks])
         axis.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
         axis.grid(alpha=0.3)
         axis.legend(fontsize="small")

@@ -57,3 +57,15 @@ def test_failed_and_unfinished_runs_are_named(tmp_path):
     ).stdout
     assert f"- failed: {failed} (ValueError: bad)" in printed
     assert f"- unfinished (no metrics.json): {unfinished}" in printed
+
+
+def test_bags_of_sizes_from_a_range_share_one_column_whatever_their_mean_size(tmp_path):
+    for seed, mean_size in enumerate([987, 1043]):
+        write_run(tmp_path, "dllp", mean_size, seed, val_bag_loss=0.5, test_auc=0.7 + 0.1 * seed)
+        config = "bagging:\n  size_range: [500, 1500]\n"
+        (tmp_path / f"dllp_bag{mean_size}_seed{seed}" / "config_resolved.yaml").write_text(config)
+    args = [sys.executable, str(REPORT), str(tmp_path), "--out", str(tmp_path / "table")]
+    printed = subprocess.run(args, capture_output=True, text=True, check=True).stdout
+    assert "| dataset | method | bag 500-1500 |" in printed
+    assert "| adult | dllp | 0.750 ± 0.071 (n=2) |" in printed
+    assert (tmp_path / "table.png").stat().st_size > 0
