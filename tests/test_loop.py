@@ -151,4 +151,5 @@ def test_bad_train_settings_fail_naming_the_setting(field, value, message):
 
 def test_select_on_accepts_plain_strings():
     check_train_settings(TrainSettings(select_on="val_instances", weight_decay=0.0))
-    assert TrainSettings().select_on == "val_count_nll" and SelectOn("val_instances") is SelectOn.val_instances
+    assert TrainSettings().select_on == "val_count_nll"
+    assert SelectOn("val_instances") is SelectOn.val_instances
