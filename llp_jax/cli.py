@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from llp_jax.config import register_configs
 from llp_jax.experiment import run_experiment, use_compilation_cache
+from llp_jax.writers import json_safe
 
 register_configs()
 log = logging.getLogger("llp_jax")
@@ -45,7 +46,7 @@ def main(cfg: DictConfig) -> float:
         summary["wall_time_s"],
         run_dir,
     )
-    print(json.dumps(summary))
+    print(json.dumps(json_safe(summary)))  # valid JSON: NaN and infinity as null
     return summary[cfg.optimized_metric]  # a validation criterion (checked in resolve), never a test metric
 
 

@@ -267,7 +267,7 @@ def resolve(cfg: DictConfig) -> RunSettings:
     before any data is loaded or anything trains."""
     seed = cfg.seed
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed={seed!r}; expected a non-negative integer, e.g. seed=0")
+        raise ValueError(f"seed={seed!r} must be a non-negative integer; use e.g. seed=0")
     optimized = cfg.get("optimized_metric", OPTIMIZED_METRICS[0])
     if optimized not in OPTIMIZED_METRICS:
         raise ValueError(

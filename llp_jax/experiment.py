@@ -116,6 +116,17 @@ def _check_same_run(cfg: DictConfig, run_dir: Path) -> None:
         )
 
 
+def _check_test_labels(labels: np.ndarray) -> None:
+    """ValueError before any training when the test labels (int[n]) hold fewer than two classes: the
+    test AUC would be undefined."""
+    classes = np.unique(labels)
+    if len(classes) < 2:
+        raise ValueError(
+            f"the test split has {len(classes)} class(es) ({len(labels)} rows, labels {classes.tolist()}): "
+            "its AUC is undefined; use a test set with both positive and negative rows"
+        )
+
+
 def _run(cfg: DictConfig, run: RunSettings, run_dir: Path, log, start: float) -> dict:
     """The run proper: data, bags, the method, the saved encoder and the test metrics (the summary)."""
     (run_dir / "config_resolved.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
@@ -125,6 +136,7 @@ def _run(cfg: DictConfig, run: RunSettings, run_dir: Path, log, start: float) ->
         seed=stream_seed(run.seed, "split"),
         **run.dataset.options,
     )
+    _check_test_labels(data.test.y)
     train_bags, val_bags = build_bags(data, run)
     key = stream_key(jax.random.key(run.seed), "method")
     result = METHODS[run.method_name].fit(data, train_bags, val_bags, run.method, key, log)

@@ -18,16 +18,16 @@ from typing import Any
 import numpy as np
 
 
-def _plain(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
     """JSON-safe scalars: numpy numbers to Python numbers, NaN and infinity to None."""
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {key: _plain(item) for key, item in value.items()}
+        return {key: json_safe(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_plain(item) for item in value]
+        return [json_safe(item) for item in value]
     return value
 
 
@@ -116,7 +116,7 @@ class MetricsWriter:
         self.records += 1
         if self._jsonl.closed or self.records <= self._replay:  # a resumed run's replay: already on disk
             return
-        self._jsonl.write(json.dumps(_plain(record)) + "\n")
+        self._jsonl.write(json.dumps(json_safe(record)) + "\n")
         self._jsonl.flush()
         event = record.get("event")
         if event not in (None, "final") or record.get("epoch", 0) % self.log_every == 1 % self.log_every:
@@ -155,11 +155,11 @@ class MetricsWriter:
         return media
 
     def finish(self, summary: dict) -> None:
-        (self.run_dir / "metrics.json").write_text(json.dumps(_plain(summary), indent=2) + "\n")
+        (self.run_dir / "metrics.json").write_text(json.dumps(json_safe(summary), indent=2) + "\n")
         self.log({"event": "final", **summary})
         self._close()
         if self.wandb_run is not None:
-            self.wandb_run.summary.update(_plain(summary))
+            self.wandb_run.summary.update(json_safe(summary))
             if self.log_encoder and (self.run_dir / "encoder").exists():
                 import wandb
 

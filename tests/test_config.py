@@ -95,7 +95,7 @@ def test_a_mistyped_choice_fails_when_the_config_is_composed(override, words, co
 @pytest.mark.parametrize(
     ("override", "words"),
     [
-        ("seed=-1", "seed=-1; expected a non-negative integer"),
+        ("seed=-1", "seed=-1 must be a non-negative integer; use e.g. seed=0"),
         ("bp.damping=1.0", "damping=1.0"),
         ("graph.k=0", "graph.k=0"),
         ("schedule.rounds=0", "schedule.rounds=0"),

@@ -1,5 +1,6 @@
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -77,6 +78,12 @@ def test_command_line_entry_point(tmp_path):
     )
     assert completed.returncode == 0, completed.stderr
     assert json.loads((tmp_path / "metrics.json").read_text())["dataset"] == "synthetic"
+    printed = json.loads(completed.stdout.splitlines()[-1], parse_constant=reject_constant)  # strict JSON
+    assert printed["dataset"] == "synthetic"
+
+
+def reject_constant(name: str):
+    raise ValueError(f"{name} is not valid JSON")
 
 
 def test_the_trained_encoder_is_saved_and_loads_back(compose_config, tmp_path):
@@ -90,25 +97,33 @@ def test_the_trained_encoder_is_saved_and_loads_back(compose_config, tmp_path):
         load_encoder(tmp_path / "nowhere")
 
 
+FILES_FIXTURES = Path(__file__).parent / "fixtures" / "files"
+
+
+def files_run(folder: Path) -> list[str]:
+    """Overrides for two epochs of DLLP on the fixture tables (train, bags, val, val_bags, test) in folder."""
+    tables = ["train_path=train.csv", "bags_path=bags.csv", "test_path=test.csv", "val_path=val.csv"]
+    tables += ["val_bags_path=val_bags.csv", "categorical_columns=[color]", f"data_dir={folder}"]
+    settings = ["dataset=files", "bagging=given", "method=dllp", "train.epochs=2", "train.progress=false"]
+    return settings + [f"dataset.{table}" for table in tables]
+
+
 def test_researchers_own_bagged_files_run_end_to_end(compose_config, tmp_path):
-    folder = Path(__file__).parent / "fixtures" / "files"
-    cfg = compose_config(
-        "dataset=files",
-        "bagging=given",
-        "method=dllp",
-        f"dataset.data_dir={folder}",
-        "dataset.train_path=train.csv",
-        "dataset.bags_path=bags.csv",
-        "dataset.test_path=test.csv",
-        "dataset.val_path=val.csv",
-        "dataset.val_bags_path=val_bags.csv",
-        "dataset.categorical_columns=[color]",
-        "train.epochs=2",
-        "train.progress=false",
-    )
-    summary = run_experiment(cfg, tmp_path)
+    summary = run_experiment(compose_config(*files_run(FILES_FIXTURES)), tmp_path)
     assert summary["bagging"] == "given" and summary["n_bags"] == 8 and summary["n_train"] == 20
     assert summary["bag_size"] == round(summary["mean_bag_size"])
+
+
+def test_a_test_split_of_one_class_fails_before_training(compose_config, tmp_path):
+    folder = shutil.copytree(FILES_FIXTURES, tmp_path / "data")
+    (folder / "test.csv").write_text("age,income,color,label\n30,2.0,red,1\n51,3.7,green,1\n")
+    with pytest.raises(
+        ValueError,
+        match=r"the test split has 1 class\(es\) \(2 rows, labels \[1\]\): its AUC is undefined; use a test "
+        "set with both positive and negative rows",
+    ):
+        run_experiment(compose_config(*files_run(folder)), tmp_path / "run")
+    assert [record["event"] for record in jsonl(tmp_path / "run")] == ["failed"]  # no epoch was trained
 
 
 def test_bags_of_a_size_range_report_their_mean_size(compose_config, tmp_path):

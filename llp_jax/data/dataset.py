@@ -52,9 +52,24 @@ class Dataset:
     test: Split
     given_counts: dict[str, dict[int, float]] = field(default_factory=dict)
 
+    def __post_init__(self):
+        for name in SPLITS:
+            _check_finite(getattr(self, name).x, name)
+
     @property
     def feature_shape(self) -> tuple[int, ...]:
         return tuple(self.train.x.shape[1:])
+
+
+def _check_finite(x: np.ndarray, name: str) -> None:
+    """ValueError naming the split `name`, how many rows of x (float[n, *feature_shape]) hold a NaN or
+    an infinite feature and the first of them; every dataset passes here when it is built."""
+    bad = np.flatnonzero(~np.isfinite(x).all(axis=tuple(range(1, x.ndim))))
+    if len(bad):
+        raise ValueError(
+            f"the {name} split has {len(bad)} row(s) with NaN or infinite features, the first is row "
+            f"{bad[0]} of the split; remove or impute those values in the source data"
+        )
 
 
 def holdout_split(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

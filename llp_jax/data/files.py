@@ -3,7 +3,8 @@
 Tables (paths absolute or relative to the data directory; the format follows the extension,
 .csv or .parquet / .pq):
   train_path      feature columns plus a bag-id column (integer); no instance labels needed
-  bags_path       bag id -> positive count (count_column) or proportion (proportion_column)
+  bags_path       bag id -> positive count (count_column, whole numbers) or proportion in [0, 1]
+                  (proportion_column)
   val_path        optional, like train_path, with its own bag table val_bags_path; without it a seeded
                   `val_fraction` of the training bags (whole bags) is held out as validation
   test_path       feature columns plus an instance label column (0/1)
@@ -14,6 +15,7 @@ Numeric feature columns are standardised and categorical ones one-hot encoded ex
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -28,13 +30,35 @@ from llp_jax.data.tabular import TabularEncoder, categorical_arrays
 NAME = "files"
 
 
+# A count this close to a whole number is that number, written with float rounding.
+_COUNT_ATOL = 1e-6
+
+
 def _read_table(path: Path) -> pd.DataFrame:
+    """The table at `path` (.csv, or .parquet / .pq); ValueError naming the file when it is empty, has a
+    header but no rows, or names a column twice (pandas would rename the second f1 to f1.1 silently)."""
     suffix = path.suffix.lower()
     if suffix == ".csv":
-        return pd.read_csv(path)
-    if suffix in (".parquet", ".pq"):
-        return pd.read_parquet(path)
-    raise ValueError(f"{path}: unknown table format {suffix!r}; use a .csv or .parquet file")
+        try:
+            frame = pd.read_csv(path)
+        except pd.errors.EmptyDataError:
+            raise ValueError(
+                f"{path} is empty; write a header line of column names, then one line per row"
+            ) from None
+        header = pd.read_csv(path, header=None, nrows=1, dtype=str, keep_default_na=False).iloc[0].tolist()
+    elif suffix in (".parquet", ".pq"):
+        frame = pd.read_parquet(path)
+        header = list(frame.columns)
+    else:
+        raise ValueError(f"{path}: unknown table format {suffix!r}; use a .csv or .parquet file")
+    repeated = sorted(name for name, times in Counter(header).items() if times > 1)
+    if repeated:
+        raise ValueError(
+            f"{path}: column(s) {repeated} appear more than once in its header; give each column its own name"
+        )
+    if len(frame) == 0:
+        raise ValueError(f"{path} has no rows, only its header; write its rows or point at the right file")
+    return frame
 
 
 def _require_columns(frame: pd.DataFrame, columns: Sequence[str], path: Path) -> None:
@@ -54,6 +78,28 @@ def _bag_ids(frame: pd.DataFrame, column: str, path: Path) -> np.ndarray:
     return frame[column].to_numpy(dtype=np.int64)
 
 
+def _whole_counts(values: np.ndarray, ids: np.ndarray, column: str, path: Path) -> np.ndarray:
+    """float64[m]: the counts `values` (float64[m], of the bags `ids`, int64[m]) as whole numbers.
+
+    ValueError naming a bag whose count is not whole beyond float rounding; when every value lies in
+    [0, 1] they are proportions given as counts, and the error says to set proportion_column.
+    """
+    whole = np.round(values)
+    bad = np.flatnonzero(np.abs(values - whole) > _COUNT_ATOL)
+    if len(bad) == 0:
+        return whole
+    example = f"e.g. bag {ids[bad[0]]}: {values[bad[0]]}"
+    if ((values >= 0) & (values <= 1)).all():
+        raise ValueError(
+            f"{path}: count column {column!r} holds fractions in [0, 1] ({example}), which look like "
+            f"proportions; set proportion_column={column!r} to read them as proportions of the bag sizes"
+        )
+    raise ValueError(
+        f"{path}: {len(bad)} count(s) in column {column!r} are not whole numbers, {example}; a count is the "
+        "number of positive rows of its bag: write whole numbers, or proportions with proportion_column"
+    )
+
+
 def _read_counts(
     path: Path, bag_ids: np.ndarray, id_column: str, count_column: str, proportion_column: str | None
 ) -> dict[int, float]:
@@ -68,7 +114,9 @@ def _read_counts(
             f"{path}: bag id(s) {duplicated[:5].tolist()} appear more than once; keep one row per bag"
         )
     values = table[value_column].to_numpy(dtype=np.float64)
-    if proportion_column is not None:
+    if proportion_column is None:
+        values = _whole_counts(values, ids, count_column, path)
+    else:
         bad = np.flatnonzero(~((values >= 0) & (values <= 1)))
         if len(bad):
             raise ValueError(

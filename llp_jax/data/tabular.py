@@ -59,10 +59,12 @@ class TabularEncoder:
     def fit(
         cls, train: pd.DataFrame, numeric_columns: Sequence[str], categorical_columns: Sequence[str] = ()
     ) -> TabularEncoder:
-        """Fit on the training rows only."""
+        """Fit on the training rows only; infinite values are left out of the statistics, so that they
+        stay in their own rows (where Dataset rejects them) instead of spreading to the whole column."""
         values = _numeric_matrix(train, numeric_columns)
-        mean = values.mean(axis=0)
-        std = values.std(axis=0)
+        finite = np.where(np.isfinite(values), values, np.nan)
+        mean = np.nanmean(finite, axis=0)
+        std = np.nanstd(finite, axis=0)
         scale = np.where(std > _CONSTANT_RTOL * np.maximum(np.abs(mean), 1.0), std, 1.0)
         categories = {
             name: np.unique(train[name].astype(str).to_numpy(dtype=str)) for name in categorical_columns
