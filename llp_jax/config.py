@@ -224,6 +224,17 @@ def register_configs() -> None:
     for group, named in schemas().items():
         for name, node in named.items():
             store.store(group=f"hydra/schema/{group}", name=name, node=node)
+    OmegaConf.register_new_resolver("folder_name", folder_name, replace=True)
+
+
+# A file name holds at most 255 bytes on common file systems; an Optuna trial's float overrides exceed it.
+MAX_FOLDER_NAME = 200
+
+
+def folder_name(text: str) -> str:
+    """`text` cut to MAX_FOLDER_NAME characters (the `${folder_name:...}` resolver of a sweep's job
+    folders, whose job-number prefix keeps them apart)."""
+    return text[:MAX_FOLDER_NAME]
 
 
 def compose(*overrides: str) -> DictConfig:

@@ -2,8 +2,9 @@ import pytest
 
 from llp_jax.config import compose
 
-# A small, fast run of any method on the built-in synthetic data (llp_jax/configs/debug/fast.yaml).
-FAST = ["debug=fast", "model.widths=[16,8]"]
+# A small, fast run on the built-in synthetic data (llp_jax/configs/debug/fast.yaml), DLLP unless a later
+# method= override names another (the last override of a group wins).
+FAST = ["debug=fast", "model.widths=[16,8]", "method=dllp"]
 
 
 @pytest.fixture

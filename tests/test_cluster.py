@@ -36,7 +36,8 @@ def test_a_submitit_sweep_of_two_jobs_completes(tmp_path):
 
 def test_optuna_minimises_the_validation_objective(tmp_path):
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
-    overrides = ["hparams_search=llp_bp_optuna", "bp.max_iters=20", "hydra.sweeper.n_trials=3"]
+    overrides = ["hparams_search=llp_bp_optuna", "method=llp_bp", "schedule=easyllp_warm", "bp.max_iters=20"]
+    overrides += ["hydra.sweeper.n_trials=3"]
     log = sweep(*overrides, f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path)
     best = float(re.search(r"Best value: ([0-9.eE+-]+)", log).group(1))
     runs = [json.loads(path.read_text()) for path in (tmp_path / "sweep").glob("*/metrics.json")]
