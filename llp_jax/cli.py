@@ -46,7 +46,9 @@ def main(cfg: DictConfig) -> float:
         summary["wall_time_s"],
         run_dir,
     )
-    print(json.dumps(json_safe(summary)))  # valid JSON: NaN and infinity as null
+    # valid JSON (NaN and infinity as null), one line: metrics.json keeps the per-bag lists
+    printed = {key: value for key, value in summary.items() if not key.endswith("_per_bag")}
+    print(json.dumps(json_safe(printed)))
     return summary[cfg.optimized_metric]  # a validation criterion (checked in resolve), never a test metric
 
 
