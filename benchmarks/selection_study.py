@@ -30,7 +30,7 @@ import numpy as np
 import yaml
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "scripts"))
-from report import bag_label, flatten, run_folders  # noqa: E402
+from report import bag_label, bag_position, flatten, run_folders  # noqa: E402
 
 from llp_jax.methods.llp_bp import choose_candidate  # noqa: E402
 
@@ -104,7 +104,9 @@ def choose(options: dict, names: list[str], rule: str) -> str:
 def study(cells: dict) -> list[dict]:
     """One row per (dataset, bag): rank correlations and the mean test AUC of every option and rule."""
     rows = []
-    for (dataset, bag), seeds in sorted(cells.items()):
+    for (dataset, bag), seeds in sorted(
+        cells.items(), key=lambda item: (item[0][0], bag_position(item[0][1]))
+    ):
         candidates = sorted({name for options in seeds.values() for name in options if "[" in name})
         everything = [*candidates, *BASELINES]
         complete = {

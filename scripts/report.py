@@ -98,7 +98,7 @@ def bag_label(run: dict, config: dict) -> int | str:
 
 def bag_position(label: int | str) -> float:
     """Where a bag-size column sits on a numeric axis: the size, or a range's midpoint."""
-    if isinstance(label, str):
+    if isinstance(label, str) and "-" in label:
         low, high = map(int, label.split("-"))
         return (low + high) / 2
     return float(label)
