@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from llp_jax.bp import factors
 from llp_jax.config import compose
 from llp_jax.experiment import run_experiment
 from llp_jax.train.count_likelihood import count_log_likelihood
@@ -96,6 +97,22 @@ def test_bags_of_4096_match_a_float64_dynamic_program():
             count_log_likelihood(rows, jnp.ones(rows.shape, bool), jnp.asarray(counts, jnp.float32))
         )
         np.testing.assert_allclose(got, want, rtol=RTOL, atol=ATOL)
+
+
+def test_the_accelerators_summation_matches_the_oracles_on_the_cpu(monkeypatch):
+    """factors.FORCE_HANKEL: the Hankel reduction that accelerators run, here on the CPU, in a function traced
+    afresh (the switch is read when a function is traced)."""
+    monkeypatch.setattr(factors, "FORCE_HANKEL", True)
+    hankel = jax.jit(lambda *args: count_log_likelihood.__wrapped__(*args))
+    rng = np.random.default_rng(4)
+    bags = [rng.normal(scale=3.0, size=n) for n in (1, 5, 12)]
+    got = np.asarray(hankel(*_batch(bags, [1, 2, 7], width=12)))
+    want = [brute_log_p(bag, count) for bag, count in zip(bags, [1, 2, 7], strict=True)]
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    for logits, counts in _large_cases():
+        rows = jnp.asarray(np.tile(logits, (len(counts), 1)), jnp.float32)
+        got = np.asarray(hankel(rows, jnp.ones(rows.shape, bool), jnp.asarray(counts, jnp.float32)))
+        np.testing.assert_allclose(got, dp_log_p(logits)[counts], rtol=RTOL, atol=ATOL)
 
 
 def test_a_confident_bag_at_its_count_has_probability_one_and_finite_gradients():

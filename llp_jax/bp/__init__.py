@@ -12,25 +12,21 @@ factor's preparation, message function and supported settings), problem.py (inpu
 build_problem), loop.py (the compiled loop: solve, run_bp), factors.py (the message maths).
 """
 
-from llp_jax.bp.factors import (
-    MESSAGE_CAP,
-    bag_count_messages,
-    bag_gaussian_messages,
-    pairwise_messages,
-)
-from llp_jax.bp.loop import BPResult, run_bp, solve
+from llp_jax.bp.factors import bag_count_messages, bag_gaussian_messages, pairwise_messages
+from llp_jax.bp.loop import COUNT_GAP_WARNING, BPResult, CountGapWarning, run_bp, solve
 from llp_jax.bp.problem import BPProblem, build_problem
 from llp_jax.bp.registry import BAG_FACTORS, BagFactor
 from llp_jax.bp.settings import BagFactorName, BPSettings, check_settings
 
 __all__ = [
     "BAG_FACTORS",
-    "MESSAGE_CAP",
+    "COUNT_GAP_WARNING",
     "BPProblem",
     "BPResult",
     "BPSettings",
     "BagFactor",
     "BagFactorName",
+    "CountGapWarning",
     "bag_count_messages",
     "bag_gaussian_messages",
     "build_problem",

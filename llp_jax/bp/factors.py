@@ -10,6 +10,10 @@ Temperature. A factor phi enters as phi^(1/T): the pairwise message becomes
 T softplus((J + c)/T) - T softplus(c/T), and the bag message is T times the exact sum-product message of
 the factor f_b^(1/T) to a member whose cavity log-odds are c/T (a hard count constraint is unchanged by
 the power). Tree-structured graphs therefore give the exact marginals of p^(1/T) for every T > 0.
+
+Forced members. The bag messages come unclipped: a member that a hard count forces (or whose message lies
+beyond float32's reach) gets -inf or +inf (about -1e30 or +1e30 in max-product). The loop clips them to
+the problem's cap (llp_jax/bp/loop.py), which outweighs everything else in a member's belief.
 """
 
 from __future__ import annotations
@@ -18,9 +22,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-MESSAGE_CAP = 1e3
-"""Largest |bag message|. A member that a hard count forces gets -MESSAGE_CAP or +MESSAGE_CAP, not -inf or
-+inf: its marginal is then exactly 0 or 1 in float32, and beliefs stay finite."""
+FORCE_HANKEL = False
+"""True: `_correlate` sums over the Hankel matrix (the accelerators' path) on every backend, so that tests
+check that path on the CPU. Read when a function is traced: it reaches only functions traced afterwards."""
 
 _NEG = -1e30  # log(0) of the max-plus semiring; finite so that differences of two of them are not NaN
 _TILT_STEPS = 40  # bisection steps for the exponential tilt of a bag (the bracket shrinks by 2^-40)
@@ -91,7 +95,7 @@ def bag_gaussian_messages(
     else:
         lam = lambda_b / temperature
         scaled = -lam * excess / (1.0 + 2.0 * lam * var_rest)
-    return jnp.where(mask, jnp.clip(temperature * scaled, -MESSAGE_CAP, MESSAGE_CAP), 0.0)
+    return jnp.where(mask, temperature * scaled, 0.0)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -119,7 +123,7 @@ def bag_count_messages(
     Stability (sum-product): each bag's problem is exponentially tilted, y_j's log-odds shifted by theta
     and f(s) multiplied by exp(-theta s), which leaves every message unchanged but centres all the
     tree's vectors near the most likely count; vectors are then rescaled by their max. Max-product works
-    in the log domain (max-plus). Messages are clipped to [-MESSAGE_CAP, MESSAGE_CAP].
+    in the log domain (max-plus). Messages are not clipped (module docstring).
 
     cavity: float32[n_bags, width] cavity log-odds (beliefs minus this bag's message) of each slot;
     mask: bool[n_bags, width] True at real members; counts: float32[n_bags] k_b; lambda_b, temperature:
@@ -150,7 +154,6 @@ def bag_count_messages(
         chunked = [a.reshape(n_chunks, bags_per_chunk, *a.shape[1:]) for a in (cavity, mask, counts)]
         messages = jax.lax.map(one_chunk, tuple(chunked)).reshape(-1, width)[:n_bags]
         mask = mask[:n_bags]
-    messages = jnp.clip(messages, -MESSAGE_CAP, MESSAGE_CAP)
     return jnp.where(mask, messages, 0.0)
 
 
@@ -166,9 +169,8 @@ def _sum_product_messages(cavity, mask, counts, lambda_b, temperature, hard):
     root = jnp.exp(log_root - jnp.max(log_root, axis=1, keepdims=True))
     g = _leaf_context(leaves, root, max_plus=False)
     g0, g1 = g[..., 0], g[..., 1]
+    # +-inf where y_i = 1 or y_i = 0 is impossible (or below float32's range); 0 where both are
     message = temperature * (jnp.log(g1) - jnp.log(g0) + theta[:, None])
-    message = jnp.where(g0 > 0.0, message, MESSAGE_CAP)  # y_i = 0 impossible (or below float32 range)
-    message = jnp.where(g1 > 0.0, message, -MESSAGE_CAP)
     return jnp.where((g0 > 0.0) | (g1 > 0.0), message, 0.0)
 
 
@@ -186,24 +188,31 @@ def tilt(logits: jax.Array, mask: jax.Array, counts: jax.Array, lam: jax.Array, 
     """theta: float32[n_bags], the shift of the members' log-odds that puts the tilted mean count at the
     most likely count s*: mean(theta) = k_b (hard) or theta = -2 lam (mean(theta) - k_b) (soft; the
     saddle point of log Q(s) + log f(s)), kept where the tilted mean lies in [1/2, |b| - 1/2].
+    When every member is confident, float32 rounds the tilted mean to k_b exactly over a whole stretch of
+    theta; the middle of the stretch is taken (two bisections find its ends), which keeps both the y = 0
+    and the y = 1 members' tilted messages as far as can be from float32's limits. One end is not
+    enough: on a bag of 4,096 members at +-60 and k_b their positives, the upper end, theta = +43.4, put
+    the messages to the y = 0 members (-52.9) out of float32's range, and they came out at the cap.
     logits: float32[n_bags, width]; mask: bool[n_bags, width]; counts: float32[n_bags] k_b (fractional
     allowed); lam: float32 scalar lambda_b (unused when `hard`)."""
     sizes = jnp.sum(mask, axis=1).astype(jnp.float32)
     lo = -jnp.max(jnp.where(mask, logits, -jnp.inf), axis=1) + jnp.log(0.5 / (sizes - 0.5))
     hi = -jnp.min(jnp.where(mask, logits, jnp.inf), axis=1) + jnp.log((sizes - 0.5) / 0.5)
 
-    def excess(theta):
-        mean = jnp.sum(jnp.where(mask, jax.nn.sigmoid(logits + theta[:, None]), 0.0), axis=1)
+    def excess(theta):  # theta: float32[2, n_bags], one row per end of the stretch
+        tilted = jax.nn.sigmoid(logits + theta[..., None])
+        mean = jnp.sum(jnp.where(mask, tilted, 0.0), axis=-1)
         return mean - counts if hard else theta + 2.0 * lam * (mean - counts)
 
-    def bisect(_, bracket):
+    def bisect(_, bracket):  # row 0 converges to the lowest root, row 1 to the highest
         lo, hi = bracket
         mid = 0.5 * (lo + hi)
-        above = excess(mid) > 0.0
+        e = excess(mid)
+        above = jnp.stack([e[0] >= 0.0, e[1] > 0.0])
         return jnp.where(above, lo, mid), jnp.where(above, mid, hi)
 
-    lo, hi = jax.lax.fori_loop(0, _TILT_STEPS, bisect, (lo, hi))
-    return 0.5 * (lo + hi)
+    lo, hi = jax.lax.fori_loop(0, _TILT_STEPS, bisect, (jnp.stack([lo, lo]), jnp.stack([hi, hi])))
+    return 0.25 * jnp.sum(lo + hi, axis=0)
 
 
 def _leaf_context(leaves: jax.Array, root: jax.Array, max_plus: bool) -> jax.Array:
@@ -272,9 +281,10 @@ def _convolve(a: jax.Array, b: jax.Array, max_plus: bool) -> jax.Array:
 def _correlate(x: jax.Array, k: jax.Array, max_plus: bool) -> jax.Array:
     """Valid correlation out[s] = sum_v x[s + v] k[v] (max_v x[s + v] + k[v] if max_plus), for each
     vector of a batch with its own kernel. x: float32[..., n_out + n_k - 1], k: float32[..., n_k] ->
-    float32[..., n_out]. On CPU the sum is a grouped convolution; elsewhere, and for max-plus, a fused
-    reduction over the Hankel matrix of x (XLA fuses its reshapes into the reduction on accelerators)."""
-    if not max_plus and jax.default_backend() == "cpu":
+    float32[..., n_out]. On CPU the sum is a grouped convolution; elsewhere, for max-plus and with
+    FORCE_HANKEL, a fused reduction over the Hankel matrix of x (XLA fuses its reshapes into the reduction
+    on accelerators)."""
+    if not (max_plus or FORCE_HANKEL) and jax.default_backend() == "cpu":
         return _grouped_correlate(x, k)
     hankel = _hankel(x, k.shape[-1])
     if max_plus:

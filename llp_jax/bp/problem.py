@@ -22,9 +22,11 @@ class BPProblem(NamedTuple):
     """The factor graph on the device. field: float32[n] unary log-odds (similarity unaries, clique
     unaries and the user's unary); senders, receivers: int32[2, n_edges] directed edges, row 0 the given
     edges, row 1 the same reversed; couplings: float32[2, n_edges] J of each;
-    bag_members: int32[n_bags, width]; bag_mask: bool[n_bags, width]; bag_counts: float32[n_bags]
-    (no bags in clique mode). While `build_problem` prepares it, the same fields hold host numpy arrays
-    (float64 numbers)."""
+    bag_members: int32[n_bags, width]; bag_mask: bool[n_bags, width]; bag_counts: float32[n_bags];
+    reach: float32[n] how far the rest of each node's belief (its field and incoming pairwise messages,
+    each between 0 and its J whatever the sender) can lie from 0, the scale a bag message must pass to
+    decide the node. While `build_problem` prepares it, the same fields hold host numpy arrays (float64
+    numbers) and reach is None (it comes from the prepared field and couplings)."""
 
     field: jax.Array
     senders: jax.Array
@@ -33,6 +35,7 @@ class BPProblem(NamedTuple):
     bag_members: jax.Array
     bag_mask: jax.Array
     bag_counts: jax.Array
+    reach: jax.Array | None
 
 
 def build_problem(graph: SimilarityGraph, bags: Bags | None, settings: BPSettings, unary=None) -> BPProblem:
@@ -53,8 +56,13 @@ def build_problem(graph: SimilarityGraph, bags: Bags | None, settings: BPSetting
     )
     couplings = 2.0 * settings.lambda_s * weights
     edges = np.stack([senders, receivers])
-    problem = BPProblem(field, edges, edges[::-1], np.stack([couplings, couplings]), members, mask, counts)
+    problem = BPProblem(
+        field, edges, edges[::-1], np.stack([couplings, couplings]), members, mask, counts, reach=None
+    )
     problem = BAG_FACTORS[settings.bag_factor].prepare(problem, settings)
+    into = problem.receivers.ravel()
+    lowest = problem.field + np.bincount(into, np.minimum(problem.couplings, 0.0).ravel(), n_nodes)
+    highest = problem.field + np.bincount(into, np.maximum(problem.couplings, 0.0).ravel(), n_nodes)
     return BPProblem(
         field=jnp.asarray(problem.field, jnp.float32),
         senders=jnp.asarray(problem.senders, jnp.int32),
@@ -63,6 +71,7 @@ def build_problem(graph: SimilarityGraph, bags: Bags | None, settings: BPSetting
         bag_members=jnp.asarray(problem.bag_members, jnp.int32),
         bag_mask=jnp.asarray(problem.bag_mask, bool),
         bag_counts=jnp.asarray(problem.bag_counts, jnp.float32),
+        reach=jnp.asarray(np.maximum(np.abs(lowest), np.abs(highest)), jnp.float32),
     )
 
 

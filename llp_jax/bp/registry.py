@@ -26,11 +26,11 @@ class BagFactor(NamedTuple):
     """One kind of bag factor.
 
     prepare: (problem, settings) -> problem on host (numpy, float64) arrays: the factor's layout of the
-        bags; a factor without bag messages must leave no bags.
+        bags; every factor keeps the bags' members, mask and counts (BPResult.count_gap reads them).
     messages: the new messages of every bag at once, called as
         messages(cavity, mask, counts, lambda_b, temperature, hard, max_product, bags_per_chunk)
-        with the arguments of `bag_count_messages`, returning float32[n_bags, width] (0 at padding);
-        None for a factor without bag messages.
+        with the arguments of `bag_count_messages`, returning float32[n_bags, width] (0 at padding;
+        unclipped, +-inf for a forced member: the loop clips); None for a factor without bag messages.
     no_hard_counts, no_max_product: why the factor cannot do hard_counts=True or temperature=0
         (max-product), for the error message; None where it can.
     """
@@ -60,7 +60,7 @@ def _pad_to_power_of_two(problem: BPProblem, settings: BPSettings) -> BPProblem:
 
 def _expand_cliques(problem: BPProblem, settings: BPSettings) -> BPProblem:
     """Clique factor: the soft bag penalty as pairwise factors, field_i += -lambda_b (1 - 2 k_b) for every
-    member and J_ij = -2 lambda_b for every pair of members; the bags themselves are dropped."""
+    member and J_ij = -2 lambda_b for every pair of members; the bags send no messages of their own."""
     members, mask, counts = problem.bag_members, problem.bag_mask, problem.bag_counts
     lambda_b = settings.lambda_b
     field = problem.field + np.bincount(
@@ -75,9 +75,6 @@ def _expand_cliques(problem: BPProblem, settings: BPSettings) -> BPProblem:
         senders=np.concatenate([problem.senders, pairs], axis=1),
         receivers=np.concatenate([problem.receivers, pairs[::-1]], axis=1),
         couplings=np.concatenate([problem.couplings, np.full(pairs.shape, -2.0 * lambda_b)], axis=1),
-        bag_members=members[:0],
-        bag_mask=mask[:0],
-        bag_counts=counts[:0],
     )
 
 
