@@ -250,6 +250,8 @@ def bp_pseudo_labels(
         "bp_iterations": n_iters,
         "bp_final_delta": float(result.deltas[n_iters - 1]),
         "bp_converged": bool(result.converged),
+        # (sum of members' marginals - sum of counts) / sum of counts: 0 when BP holds the bags' totals
+        "bp_count_gap": float(result.count_gap),
         "bp_deltas": [float(delta) for delta in result.deltas[:n_iters]],  # the convergence curve
         "bp_marginals_histogram": np.histogram(marginals, bins=MARGINAL_BINS, range=(0.0, 1.0))[0].tolist(),
     }
