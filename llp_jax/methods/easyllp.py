@@ -29,5 +29,6 @@ def fit(data, train_bags, val_bags, settings, key, log):
         raise TrainingDiverged(
             f"EasyLLP: {error}. Its debiased targets k (alpha - p) + p range over [{targets.min():.3g}, "
             f"{targets.max():.3g}] at these bags (mean size {train_bags.sizes.mean():.0f}); cross-entropy "
-            "against a target outside [0, 1] has no minimum"
+            "against a target outside [0, 1] has no minimum. Bounded alternatives: method=dllp or "
+            "method=countloss; as LLP-BP's warm start, schedule.warm_start=countloss or dllp"
         ) from None

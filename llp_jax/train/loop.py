@@ -225,8 +225,7 @@ def check_training_loss(
         raise TrainingDiverged(
             f"training diverged: the loss fell to {train_loss:.4g} at epoch {epoch}, below {floor:.4g} "
             f"({DIVERGENCE_FACTOR:g} times its first step's {first_step_loss:.4g}); the loss is unbounded "
-            "below for these bags. Use a bounded loss (method=dllp or method=countloss; for llp_bp "
-            "schedule.warm_start=countloss or dllp)"
+            "below for these bags: train with a bounded one"
         )
 
 
