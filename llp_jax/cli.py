@@ -4,6 +4,10 @@
     llp-train -m method=dllp,easyllp bagging.bag_size=8,32,128 seed=0,1,2
 
 The configs ship inside the package (llp_jax/configs), so this works from any folder.
+
+A user's error (a bad setting, file or folder, a diverging run) ends the command with its message alone
+and exit status 1; HYDRA_FULL_ERROR=1 prints the traceback too, and a run that had started keeps it in its
+failed.json. Errors of the code itself (anything else) keep their traceback.
 """
 
 import json
@@ -12,15 +16,43 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import CompactHydraException
+from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from llp_jax.config import register_configs
 from llp_jax.experiment import run_experiment, use_compilation_cache
-from llp_jax.writers import json_safe
+from llp_jax.writers import check_writable, json_safe
 
 register_configs()
 log = logging.getLogger("llp_jax")
+
+# What a user's settings, data or folders can cause: the checks raise ValueError (a value), OSError (a file
+# or folder) and FloatingPointError (training.loop.TrainingDiverged); all name the value and the fix.
+USER_ERRORS = (ValueError, OSError, FloatingPointError)
+
+
+class UserError(CompactHydraException):
+    """A user's error, which Hydra prints as its message alone (its cause keeps the traceback)."""
+
+
+class RunFolderCheck(Callback):
+    """Refuses, before Hydra configures the run's log file in it, a run or sweep folder that cannot be
+    written (Hydra would fail with "Unable to configure handler 'file'", naming no folder)."""
+
+    def on_run_start(self, config: DictConfig, **kwargs) -> None:
+        self._check(config.hydra.run.dir, "hydra.run.dir")
+
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        self._check(config.hydra.sweep.dir, "hydra.sweep.dir")
+
+    @staticmethod
+    def _check(folder: str, setting: str) -> None:
+        try:
+            check_writable(Path(folder), setting)
+        except OSError as error:  # SystemExit: Hydra turns a callback's exceptions into warnings
+            raise SystemExit(f"{type(error).__name__}: {error}") from error
 
 
 @hydra.main(version_base=None, config_path="configs", config_name="config")
@@ -33,7 +65,10 @@ def main(cfg: DictConfig) -> float:
         cfg.logger.group = Path(hydra_config.sweep.dir).name
     log.info("config:\n%s", OmegaConf.to_yaml(cfg, resolve=True))
     use_compilation_cache(cfg.compilation_cache_dir)
-    summary = run_experiment(cfg, run_dir)
+    try:
+        summary = run_experiment(cfg, run_dir)
+    except USER_ERRORS as error:
+        raise UserError(f"{type(error).__name__}: {error}") from error
     log.info(
         "%s on %s, bag size %s, seed %s: test AUC %.4f, accuracy %.4f, log loss %.4f (%.1f s) -> %s",
         summary["method"],

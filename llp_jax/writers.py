@@ -46,6 +46,26 @@ def log_line(record: dict) -> str:
     return ", ".join(head) + ": " + " ".join(rest)
 
 
+def check_writable(folder: Path, setting: str) -> None:
+    """PermissionError or NotADirectoryError naming `folder` (and the `setting` that chose it) when a run
+    could not create it or write into it: its nearest existing ancestor must be a folder this user may
+    write to. Checked before any work, because the first thing that writes there (the log's file handler)
+    would fail with a message naming neither."""
+    existing = folder.expanduser().absolute()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise NotADirectoryError(
+            f"the run folder {folder} cannot be created: {existing} is a file, not a folder; choose another "
+            f"folder ({setting}=...)"
+        )
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise PermissionError(
+            f"the run folder {folder} cannot be written: {existing} is not writable by this user; choose "
+            f"another folder ({setting}=...) or change its permissions"
+        )
+
+
 def claim_run_dir(run_dir: Path):
     """Create run_dir if needed and open run_dir/metrics.jsonl exclusively for writing; FileExistsError
     naming the folder when it holds another run's files (also when two runs start in it at once)."""
