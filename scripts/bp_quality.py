@@ -53,7 +53,7 @@ def main() -> None:
                 damping=args.damping,
                 early_stop=False,
             )
-            marginals, record = bp_pseudo_labels(graph, bags, None, settings)
+            marginals, record = bp_pseudo_labels(graph, bags, None, settings, stop_on_count_gap=False)
             print(
                 json.dumps(
                     {

@@ -1,15 +1,27 @@
 import json
 import logging
 import re
+import warnings
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from conftest import FAST
 from flax import nnx
 
+from llp_jax.bp import BPSettings, CountGapWarning
 from llp_jax.data.bags import random_bags
 from llp_jax.experiment import run_experiment
-from llp_jax.methods.llp_bp import calibrate_head, choose_candidate, top_k_labels, warn_if_inconsistent
+from llp_jax.graph import SimilarityGraph
+from llp_jax.methods import llp_bp
+from llp_jax.methods.llp_bp import (
+    CountGapError,
+    bp_pseudo_labels,
+    calibrate_head,
+    choose_candidate,
+    top_k_labels,
+    warn_if_inconsistent,
+)
 from llp_jax.models import MLP, MLPSettings
 from llp_jax.train.calibration import fit_to_counts
 from llp_jax.train.loop import predict
@@ -160,3 +172,39 @@ def test_a_bad_candidate_fails_before_any_work(candidate, message, compose_confi
             compose_config(*LLP_BP, "schedule=auto", f'schedule.candidates=["","{candidate}"]'), tmp_path
         )
     assert not (tmp_path / "metrics.jsonl").exists()
+
+
+def _a_bag_that_bp_cannot_fill():
+    """A path of 20 nodes in one bag of count 10, each node pulled to y = 0 by a unary of -50 that the
+    bag's soft factor at lambda_b = 0.01 (a pull of at most 0.01 * 19 per member) cannot outweigh."""
+    graph = SimilarityGraph(20, jnp.arange(19), jnp.arange(1, 20), jnp.ones(19), None)
+    bags = random_bags(20, 20, np.r_[np.ones(10), np.zeros(10)].astype(np.int32), seed=0)
+    return graph, bags, np.full(20, -50.0, np.float32), BPSettings(lambda_b=0.01)
+
+
+def test_llp_bp_stops_rather_than_train_on_marginals_that_miss_the_counts():
+    graph, bags, unary, settings = _a_bag_that_bp_cannot_fill()
+    with pytest.raises(CountGapError, match=r"sum to 0; the bags. counts to 10\..*outweighs.*LLP-BP stops"):
+        bp_pseudo_labels(graph, bags, unary, settings, stop_on_count_gap=True)
+    with pytest.warns(CountGapWarning, match="the bags' counts to 10"):  # topk labels: warned, not stopped
+        marginals, record = bp_pseudo_labels(graph, bags, unary, settings, stop_on_count_gap=False)
+    assert marginals.sum() < 1e-6 and record["bp_count_gap"] == pytest.approx(-1.0)
+
+
+def test_auto_drops_a_candidate_whose_bp_misses_the_counts(monkeypatch, compose_config, tmp_path):
+    real_run_bp = llp_bp.run_bp
+
+    def run_bp_missing_the_counts(*args, **kwargs):
+        gap = "BP's marginals over the bags' members sum to 0; the bags' counts to 7."
+        warnings.warn(gap, CountGapWarning, stacklevel=2)
+        return real_run_bp(*args, **kwargs)
+
+    monkeypatch.setattr(llp_bp, "run_bp", run_bp_missing_the_counts)
+    auto = [*LLP_BP, "schedule=auto", "schedule.rounds=1"]
+    run_experiment(compose_config(*auto, 'schedule.candidates=["","labels=topk"]'), tmp_path / "one")
+    records = read_records(tmp_path / "one")
+    failed = [r for r in records if r.get("event") == "candidate_failed"]
+    assert [r["candidate"] for r in failed] == [0] and "LLP-BP stops" in failed[0]["error"]
+    assert [r["candidate"] for r in records if r.get("event") == "chosen"] == [1]  # topk keeps the counts
+    with pytest.raises(CountGapError, match="schedule.labels=topk keeps every bag's count"):
+        run_experiment(compose_config(*auto, 'schedule.candidates=["","labels=threshold"]'), tmp_path / "all")

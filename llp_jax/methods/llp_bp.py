@@ -14,6 +14,7 @@ from __future__ import annotations
 import enum
 import logging
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import partial
@@ -23,7 +24,7 @@ import jax
 import numpy as np
 from flax import nnx
 
-from llp_jax.bp import BPSettings, check_settings, run_bp
+from llp_jax.bp import BPSettings, CountGapWarning, check_settings, run_bp
 from llp_jax.data.bags import Bags
 from llp_jax.data.dataset import Dataset
 from llp_jax.graph import GraphSettings, SimilarityGraph, build_graph, check_graph_settings
@@ -221,6 +222,11 @@ def warn_if_inconsistent(round_index: int, predicted: float, known: float) -> bo
     return True
 
 
+class CountGapError(FloatingPointError):
+    """BP's marginals miss the bags' total count by more than llp_jax.bp.COUNT_GAP_WARNING, and the
+    pseudo-labels would carry that error (every label mode but topk, which holds each bag's count)."""
+
+
 def timed_graph(
     z: np.ndarray, settings: GraphSettings, progress: bool = False
 ) -> tuple[SimilarityGraph, float]:
@@ -236,12 +242,25 @@ def bp_pseudo_labels(
     bags: Bags,
     unary: np.ndarray | None,
     settings: BPSettings,
+    stop_on_count_gap: bool,
     progress: bool = False,
 ) -> tuple[np.ndarray, dict]:
     """BP marginals P(y_i = 1): float32[graph.n_nodes] on the graph and the bags, with what a round logs
-    (edges, BP time, iterations, final delta, convergence)."""
+    (edges, BP time, iterations, final delta, convergence). CountGapError, with the totals and the likely
+    causes, when `stop_on_count_gap` and the marginals miss the bags' total count by more than 10%: an
+    encoder trained on them would learn a base rate the counts contradict (BP at lambda_s = 1e4 and bags of
+    4,096 marked every row negative and the run went on, issue 12). Otherwise CountGapWarning."""
     start = time.perf_counter()
-    result = run_bp(graph, bags, settings, unary=unary, progress=progress)
+    with warnings.catch_warnings():
+        if stop_on_count_gap:
+            warnings.simplefilter("error", CountGapWarning)
+        try:
+            result = run_bp(graph, bags, settings, unary=unary, progress=progress)
+        except CountGapWarning as gap:
+            raise CountGapError(
+                f"{gap} LLP-BP stops rather than train on pseudo-labels that contradict the bag counts; "
+                "schedule.labels=topk keeps every bag's count whatever BP's marginals."
+            ) from None
     marginals = np.asarray(result.marginals)
     n_iters = int(result.n_iters)
     record = {
@@ -289,7 +308,7 @@ def fit(
         candidate_settings = replace(settings, schedule=candidate_schedule(schedule, candidate))
         try:
             result = fit_schedule(data, train_bags, val_bags, candidate_settings, key, tagged)
-        except TrainingDiverged as error:  # a candidate's unbounded loss must not end the others
+        except (TrainingDiverged, CountGapError) as error:  # one candidate's failure must not end the others
             logger.warning("candidate %d (%r) dropped: %s", index, candidate, error)
             tagged({"event": "candidate_failed", "schedule": candidate, "error": str(error)})
             failures.append(error)
@@ -362,7 +381,9 @@ def fit_schedule(
             logits, covariates = predict(result.model, x, settings.train.eval_batch_size)
             unary, unary_record = prior_unary(logits, train_bags, schedule)
         graph, graph_time = timed_graph(covariates, settings.graph, progress)
-        marginals, record = bp_pseudo_labels(graph, train_bags, unary, settings.bp, progress)
+        marginals, record = bp_pseudo_labels(
+            graph, train_bags, unary, settings.bp, schedule.labels != PseudoLabels.topk, progress
+        )
         targets = pseudo_labels(marginals, train_bags, schedule)
         members = train_bags.members[train_bags.mask]
         record.update(
