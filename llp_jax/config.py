@@ -29,7 +29,7 @@ from hydra import initialize_config_dir
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-from llp_jax.data import LOADERS, BaggingSettings
+from llp_jax.data import LOADERS, BaggingSettings, check_bagging
 from llp_jax.methods import METHODS, FitSettings
 from llp_jax.models import MODELS
 from llp_jax.train.settings import TrainSettings
@@ -302,10 +302,12 @@ def resolve(cfg: DictConfig) -> RunSettings:
     if dataset["name"] not in LOADERS:
         raise ValueError(f"dataset={dataset['name']!r} is not known; choose one of {sorted(LOADERS)}")
     options = {key: value for key, value in dataset.items() if key not in ("name", "data_dir")}
+    bagging = settings_from(BaggingSettings, cfg.bagging)
+    check_bagging(bagging)
     return RunSettings(
         seed=seed,
         dataset=DatasetChoice(dataset["name"], dataset["data_dir"], options),
-        bagging=settings_from(BaggingSettings, cfg.bagging),
+        bagging=bagging,
         method_name=name,
         method=method,
         logger=OmegaConf.to_object(cfg.logger),

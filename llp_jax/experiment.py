@@ -103,7 +103,10 @@ def _check_same_run(cfg: DictConfig, run_dir: Path) -> None:
     """A run resumes only the run of the same settings (train.resume and train.progress aside)."""
     saved_file = run_dir / "config_resolved.yaml"
     if not saved_file.exists():
-        raise FileNotFoundError(f"{saved_file} is missing: there is no run to resume in {run_dir}")
+        raise FileNotFoundError(
+            f"{saved_file} is missing: there is no run to resume in {run_dir}; point hydra.run.dir at the "
+            "folder of the run to resume, or drop train.resume=true to start a new run"
+        )
     ignored = ("resume", "progress")
     saved, now = OmegaConf.to_container(OmegaConf.load(saved_file)), OmegaConf.to_container(cfg, resolve=True)
     for config in (saved, now):
@@ -114,6 +117,20 @@ def _check_same_run(cfg: DictConfig, run_dir: Path) -> None:
             f"the run in {run_dir} was started with other settings ({', '.join(changed)} differ); resume it "
             "with the settings of its config_resolved.yaml, or start a new run in another folder"
         )
+
+
+def load_inputs(run: RunSettings) -> tuple[Dataset, Bags, Bags]:
+    """The run's dataset and its (train_bags, val_bags), every input checked before anything trains: the
+    loader checks its files and features (llp_jax.data), the test split must hold both classes, and the
+    bags must fit the data (make_bags)."""
+    data = load_dataset(
+        run.dataset.name,
+        data_dir=run.dataset.data_dir,
+        seed=stream_seed(run.seed, "split"),
+        **run.dataset.options,
+    )
+    _check_test_labels(data.test.y)
+    return (data, *build_bags(data, run))
 
 
 def _check_test_labels(labels: np.ndarray) -> None:
@@ -130,14 +147,7 @@ def _check_test_labels(labels: np.ndarray) -> None:
 def _run(cfg: DictConfig, run: RunSettings, run_dir: Path, log, start: float) -> dict:
     """The run proper: data, bags, the method, the saved encoder and the test metrics (the summary)."""
     (run_dir / "config_resolved.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-    data = load_dataset(
-        run.dataset.name,
-        data_dir=run.dataset.data_dir,
-        seed=stream_seed(run.seed, "split"),
-        **run.dataset.options,
-    )
-    _check_test_labels(data.test.y)
-    train_bags, val_bags = build_bags(data, run)
+    data, train_bags, val_bags = load_inputs(run)
     key = stream_key(jax.random.key(run.seed), "method")
     result = METHODS[run.method_name].fit(data, train_bags, val_bags, run.method, key, log)
     save_encoder(result.model, run_dir)

@@ -75,7 +75,7 @@ def test_random_bags_larger_than_n_give_one_bag():
 
 
 def test_random_bags_reject_bad_arguments():
-    with pytest.raises(ValueError, match="bag_size must be at least 1, got 0"):
+    with pytest.raises(ValueError, match="bagging.bag_size=0 must be an integer >= 1"):
         random_bags(10, 0, labels_of(10), seed=0)
     with pytest.raises(ValueError, match=r"labels have shape \(9,\) but the split has 10 rows"):
         random_bags(10, 3, labels_of(9), seed=0)
@@ -202,7 +202,7 @@ def test_feature_bags_errors():
         feature_bags(CATEGORICAL, ["shape"], LABELS, 1, 10)
     with pytest.raises(ValueError, match="the 3 groups have 1 to 4 rows"):
         feature_bags(CATEGORICAL, ["color"], LABELS, 5, 10)
-    with pytest.raises(ValueError, match="1 or 2 columns"):
+    with pytest.raises(ValueError, match="1 or 2 categorical columns"):
         feature_bags(CATEGORICAL, [], LABELS, 1, 10)
     with pytest.raises(ValueError, match="min_size <= max_size"):
         feature_bags(CATEGORICAL, ["color"], LABELS, 4, 2)
@@ -251,7 +251,7 @@ def test_make_bags_dispatches_every_kind():
         ValueError, match=r"unknown bag kind 'bagged'; choose one of \['random', 'feature', 'given'\]"
     ):
         make_bags(split, BaggingSettings("bagged"))
-    with pytest.raises(ValueError, match="bag_size must be at least 1, got 0"):
+    with pytest.raises(ValueError, match="bagging.bag_size=0 must be an integer >= 1"):
         make_bags(split, BaggingSettings("random", bag_size=0))
     sized = make_bags(split, BaggingSettings("random", bag_size=0, size_range=(2, 3)), seed=1)
     np.testing.assert_array_equal(sized.members, sized_random_bags(8, (2, 3), LABELS, seed=1).members)

@@ -38,35 +38,37 @@ class BPSettings(NamedTuple):
 
 
 def check_settings(settings: BPSettings) -> BPSettings:
-    """Raise ValueError naming the first bad setting. Returns the settings with bag_factor as a
-    BagFactorName member (a plain string is accepted)."""
+    """Raise ValueError naming the first bad setting as its config key (bp.<name>). Returns the settings
+    with bag_factor as a BagFactorName member (a plain string is accepted)."""
     s = settings
     try:
         s = s._replace(bag_factor=BagFactorName(s.bag_factor))
     except ValueError:
-        raise ValueError(f"bag_factor={s.bag_factor!r}; expected one of {tuple(BAG_FACTORS)}.") from None
+        raise ValueError(f"bp.bag_factor={s.bag_factor!r}; expected one of {tuple(BAG_FACTORS)}.") from None
     for name in ("lambda_s", "lambda_b"):
         value = getattr(s, name)
         if not (np.isfinite(value) and value >= 0):
-            raise ValueError(f"{name}={value}; expected a finite number >= 0.")
+            raise ValueError(f"bp.{name}={value}; expected a finite number >= 0.")
     if not (isinstance(s.max_iters, int | np.integer) and s.max_iters >= 1):
-        raise ValueError(f"max_iters={s.max_iters!r}; expected an integer >= 1.")
+        raise ValueError(f"bp.max_iters={s.max_iters!r}; expected an integer >= 1.")
     if not 0.0 <= s.damping < 1.0:
-        raise ValueError(f"damping={s.damping}; expected 0 <= damping < 1 (0.5 is the paper's).")
+        raise ValueError(f"bp.damping={s.damping}; expected 0 <= damping < 1 (0.5 is the paper's).")
     if not (np.isfinite(s.tol) and s.tol > 0):
-        raise ValueError(f"tol={s.tol}; expected a finite number > 0 (set early_stop=False to always run).")
+        raise ValueError(
+            f"bp.tol={s.tol}; expected a finite number > 0 (set early_stop=False to always run)."
+        )
     if not (np.isfinite(s.temperature) and s.temperature >= 0):
-        raise ValueError(f"temperature={s.temperature}; expected >= 0 (1 sum-product, 0 max-product).")
+        raise ValueError(f"bp.temperature={s.temperature}; expected >= 0 (1 sum-product, 0 max-product).")
     factor = BAG_FACTORS[s.bag_factor]
     if s.hard_counts and factor.no_hard_counts:
         raise ValueError(
-            f"hard_counts=True with bag_factor={s.bag_factor.value!r}: {factor.no_hard_counts}; "
+            f"bp.hard_counts=True with bag_factor={s.bag_factor.value!r}: {factor.no_hard_counts}; "
             f"use bag_factor={_able('no_hard_counts')} for hard counts."
         )
     if s.temperature == 0.0 and factor.no_max_product:
         raise ValueError(
-            f"temperature=0 (max-product) with bag_factor={s.bag_factor.value!r}: {factor.no_max_product}; "
-            f"use a temperature > 0 or bag_factor={_able('no_max_product')}."
+            f"bp.temperature=0 (max-product) with bag_factor={s.bag_factor.value!r}: "
+            f"{factor.no_max_product}; use a temperature > 0 or bag_factor={_able('no_max_product')}."
         )
     return s
 

@@ -14,7 +14,16 @@ import os
 from collections.abc import Callable
 
 from llp_jax.data import adult, bank_marketing, fashion_mnist, files, synthetic
-from llp_jax.data.bags import BaggingSettings, BagKind, Bags, feature_bags, given_bags, make_bags, random_bags
+from llp_jax.data.bags import (
+    BaggingSettings,
+    BagKind,
+    Bags,
+    check_bagging,
+    feature_bags,
+    given_bags,
+    make_bags,
+    random_bags,
+)
 from llp_jax.data.dataset import Dataset, Split
 from llp_jax.data.paths import resolve_data_dir
 
@@ -45,6 +54,7 @@ __all__ = [
     "BaggingSettings",
     "Dataset",
     "Split",
+    "check_bagging",
     "feature_bags",
     "given_bags",
     "load_dataset",

@@ -67,6 +67,45 @@ class BaggingSettings(NamedTuple):
     size_range: tuple[int, int] | None = None
 
 
+def check_bagging(settings: BaggingSettings) -> None:
+    """Raise ValueError naming the first bad setting that `settings.kind` reads, with its fix; the
+    application checks it before any data is loaded."""
+    if settings.kind == "random" and settings.size_range is not None:
+        _check_size_range(settings.size_range)
+    elif settings.kind == "random":
+        _check_bag_size(settings.bag_size)
+    elif settings.kind == "feature":
+        _check_grouping(settings.columns, settings.min_size, settings.max_size)
+
+
+def _check_bag_size(bag_size: int) -> None:
+    if isinstance(bag_size, bool) or not isinstance(bag_size, int | np.integer) or bag_size < 1:
+        raise ValueError(
+            f"bagging.bag_size={bag_size!r} must be an integer >= 1 (rows per bag), e.g. bagging.bag_size=32"
+        )
+
+
+def _check_size_range(size_range: Sequence[int]) -> None:
+    if len(size_range) != 2 or not 1 <= size_range[0] <= size_range[1]:
+        raise ValueError(
+            f"bagging.size_range={list(size_range)}; expected two integers [low, high] with "
+            "1 <= low <= high, e.g. bagging.size_range=[500,1500]"
+        )
+
+
+def _check_grouping(columns: Sequence[str], min_size: int, max_size: int) -> None:
+    if not 1 <= len(columns) <= 2:
+        raise ValueError(
+            f"bagging.columns={list(columns)}; feature bags group rows by 1 or 2 categorical columns, "
+            "e.g. 'bagging.columns=[education,occupation]'"
+        )
+    if not 1 <= min_size <= max_size:
+        raise ValueError(
+            f"bagging.min_size={min_size} and bagging.max_size={max_size}: need 1 <= min_size <= max_size "
+            "(the rows a group needs to become a bag), e.g. bagging.min_size=8 bagging.max_size=4096"
+        )
+
+
 def _check_labels(labels: np.ndarray, n: int, what: str) -> np.ndarray:
     """labels as int32[n] in {0, 1}; fails if their length is not n or a value is not 0/1."""
     labels = np.asarray(labels)
@@ -107,8 +146,7 @@ def random_bags(n: int, bag_size: int, labels: np.ndarray, seed: int, drop_last:
     dropped (its rows then belong to no bag) if drop_last. A bag_size larger than n gives a single bag
     of all n rows. Same seed, same bags.
     """
-    if bag_size < 1:
-        raise ValueError(f"bag_size must be at least 1, got {bag_size}")
+    _check_bag_size(bag_size)
     if n < 1:
         raise ValueError(f"cannot make bags of a split with {n} rows")
     labels = _check_labels(labels, n, "the split")
@@ -136,11 +174,7 @@ def sized_random_bags(
     rows are left over, they join the previous bag (which then has up to high + low - 1 rows), or are
     left out (in no bag) if drop_last. A split of at most low rows gives a single bag of all n rows.
     """
-    if len(size_range) != 2 or not 1 <= size_range[0] <= size_range[1]:
-        raise ValueError(
-            f"bagging.size_range={list(size_range)}; expected two integers [low, high] with "
-            "1 <= low <= high, e.g. bagging.size_range=[500,1500]"
-        )
+    _check_size_range(size_range)
     if n < 1:
         raise ValueError(f"cannot make bags of a split with {n} rows")
     labels = _check_labels(labels, n, "the split")
@@ -158,8 +192,6 @@ def sized_random_bags(
 
 def _group_codes(categorical: dict[str, np.ndarray], columns: Sequence[str]) -> np.ndarray:
     """int64[n]: one code per distinct combination of the values of `columns`."""
-    if not 1 <= len(columns) <= 2:
-        raise ValueError(f"feature bags group by 1 or 2 columns, got {list(columns)}")
     unknown = [name for name in columns if name not in categorical]
     if unknown:
         raise ValueError(f"unknown categorical column(s) {unknown}; available: {sorted(categorical)}")
@@ -184,8 +216,7 @@ def feature_bags(
     in no bag (the rows covered are `members[mask]`). Bags come in sorted order of the group values,
     members in row order.
     """
-    if not 1 <= min_size <= max_size:
-        raise ValueError(f"need 1 <= min_size <= max_size, got min_size={min_size}, max_size={max_size}")
+    _check_grouping(columns, min_size, max_size)
     groups, group_of, group_sizes = np.unique(
         _group_codes(categorical, columns), return_inverse=True, return_counts=True
     )

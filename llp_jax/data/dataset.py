@@ -80,7 +80,10 @@ def holdout_split(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, n
     if n < 2:
         raise ValueError(f"cannot hold out a validation part of {n} item(s); at least 2 are needed")
     if not 0.0 < val_fraction < 1.0:
-        raise ValueError(f"val_fraction must lie in (0, 1), got {val_fraction}")
+        raise ValueError(
+            f"dataset.val_fraction={val_fraction} must lie strictly between 0 and 1 (the share held out "
+            "for validation), e.g. dataset.val_fraction=0.1"
+        )
     n_val = min(max(1, round(val_fraction * n)), n - 1)
     is_val = np.zeros(n, dtype=bool)
     is_val[np.random.default_rng(seed).permutation(n)[:n_val]] = True

@@ -6,7 +6,8 @@ Tables (paths absolute or relative to the data directory; the format follows the
   bags_path       bag id -> positive count (count_column, whole numbers) or proportion in [0, 1]
                   (proportion_column)
   val_path        optional, like train_path, with its own bag table val_bags_path; without it a seeded
-                  `val_fraction` of the training bags (whole bags) is held out as validation
+                  `val_fraction` (dataset.val_fraction, default 0.1) of the training bags (whole
+                  bags) is held out as validation
   test_path       feature columns plus an instance label column (0/1)
 Numeric feature columns are standardised and categorical ones one-hot encoded exactly as for adult
 (llp_jax.data.tabular), fitted on the training split only.
@@ -16,7 +17,8 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -82,17 +84,26 @@ def _whole_counts(values: np.ndarray, ids: np.ndarray, column: str, path: Path) 
     """float64[m]: the counts `values` (float64[m], of the bags `ids`, int64[m]) as whole numbers.
 
     ValueError naming a bag whose count is not whole beyond float rounding; when every value lies in
-    [0, 1] they are proportions given as counts, and the error says to set proportion_column.
+    [0, 1] they are proportions given as counts, and the error says to set proportion_column; when the
+    fractions lie in [0, 1] beside counts above 1, the column mixes the two, and the error says so.
     """
     whole = np.round(values)
     bad = np.flatnonzero(np.abs(values - whole) > _COUNT_ATOL)
     if len(bad) == 0:
         return whole
     example = f"e.g. bag {ids[bad[0]]}: {values[bad[0]]}"
-    if ((values >= 0) & (values <= 1)).all():
+    in_unit = (values >= 0) & (values <= 1)
+    if in_unit.all():
         raise ValueError(
             f"{path}: count column {column!r} holds fractions in [0, 1] ({example}), which look like "
             f"proportions; set proportion_column={column!r} to read them as proportions of the bag sizes"
+        )
+    if in_unit[bad].all() and (values > 1).any():
+        above = np.flatnonzero(values > 1)[0]
+        raise ValueError(
+            f"{path}: count column {column!r} mixes counts and proportions: fractions in [0, 1] ({example}) "
+            f"beside counts above 1 (bag {ids[above]}: {values[above]}); write every bag's count, or every "
+            "bag's proportion with proportion_column"
         )
     raise ValueError(
         f"{path}: {len(bad)} count(s) in column {column!r} are not whole numbers, {example}; a count is the "
@@ -132,6 +143,15 @@ def _read_counts(
     except ValueError as error:
         raise ValueError(f"{path} does not fit its data table: {error}") from error
     return {bag: counts[bag] for bag in np.unique(bag_ids).tolist()}
+
+
+@contextmanager
+def _naming(path: Path) -> Iterator[None]:
+    """A ValueError raised inside (a column the tabular encoder refuses) names the file of its rows."""
+    try:
+        yield
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from error
 
 
 def _required(**paths: str | os.PathLike | None) -> None:
@@ -187,6 +207,7 @@ def load(
         train_bags, val_bags = holdout_split(len(bags), val_fraction, seed)
         is_val = np.isin(train_ids, bags[val_bags])
         train, val, val_ids = train[~is_val], train[is_val], train_ids[is_val]
+        val_file = train_file
         train_ids = train_ids[~is_val]
         val_counts = {bag: counts.pop(bag) for bag in bags[val_bags].tolist()}
     else:
@@ -213,15 +234,18 @@ def load(
 
     categorical = list(categorical_columns)
     numeric = [name for name in feature_columns if name not in categorical]
-    encoder = TabularEncoder.fit(train, numeric, categorical)
+    with _naming(train_file):
+        encoder = TabularEncoder.fit(train, numeric, categorical)
 
-    def split(frame: pd.DataFrame, y: np.ndarray | None, bag_ids: np.ndarray | None) -> Split:
-        return Split(encoder.transform(frame), y, categorical_arrays(frame, categorical), bag_ids)
+    def split(frame: pd.DataFrame, y: np.ndarray | None, bag_ids: np.ndarray | None, path: Path) -> Split:
+        with _naming(path):
+            x = encoder.transform(frame)
+        return Split(x, y, categorical_arrays(frame, categorical), bag_ids)
 
     return Dataset(
         name=NAME,
-        train=split(train, None, train_ids),
-        val=split(val, None, val_ids),
-        test=split(test, labels.astype(np.int32), None),
+        train=split(train, None, train_ids, train_file),
+        val=split(val, None, val_ids, val_file),
+        test=split(test, labels.astype(np.int32), None, test_file),
         given_counts={"train": counts, "val": val_counts},
     )

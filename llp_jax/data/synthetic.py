@@ -81,14 +81,14 @@ def _sample(
 
 def _check(n: int, dim: int, positive_rate: float, n_clusters: int, cluster_std: float) -> None:
     if not MIN_N <= n <= MAX_N:
-        raise ValueError(f"synthetic: n={n} is out of range; choose n between {MIN_N:,} and {MAX_N:,}")
+        raise ValueError(f"dataset.n={n} is out of range; choose n between {MIN_N:,} and {MAX_N:,}")
     if dim < 1 or n_clusters < 1:
-        raise ValueError(f"synthetic: dim={dim} and n_clusters={n_clusters} must both be at least 1")
+        raise ValueError(f"dataset.dim={dim} and dataset.n_clusters={n_clusters} must both be at least 1")
     if not 0.0 < positive_rate < 1.0:
-        raise ValueError(f"synthetic: positive_rate={positive_rate} must lie strictly between 0 and 1")
+        raise ValueError(f"dataset.positive_rate={positive_rate} must lie strictly between 0 and 1, e.g. 0.3")
     if not cluster_std > 0.0:
         raise ValueError(
-            f"synthetic: cluster_std={cluster_std} must be positive (default 1; 0.3 for clear clusters)"
+            f"dataset.cluster_std={cluster_std} must be positive (default 1; 0.3 for clear clusters)"
         )
 
 

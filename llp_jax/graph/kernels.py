@@ -22,18 +22,18 @@ def check_kernel(kernel: str, weight_distance: str, lengthscale: float | str) ->
     """Raise ValueError for an unknown kernel, a cosine kernel on a non-cosine distance, or a
     lengthscale that is neither a positive finite number nor "median"."""
     if kernel not in KERNELS:
-        raise ValueError(f"kernel={kernel!r} is not a known kernel; use one of {KERNELS}.")
+        raise ValueError(f"graph.kernel={kernel!r} is not a known kernel; use one of {KERNELS}.")
     if kernel == "cosine" and weight_distance != "cosine":
         raise ValueError(
-            f"kernel='cosine' weighs edges by cosine similarity, so it needs weight_distance='cosine'; "
+            f"graph.kernel='cosine' weighs edges by cosine similarity, so it needs weight_distance='cosine'; "
             f"got weight_distance={weight_distance!r}. Use kernel='matern12' or 'rbf' for that distance."
         )
     if lengthscale == "median":
         return
     if isinstance(lengthscale, bool) or not isinstance(lengthscale, int | float):
-        raise ValueError(f"lengthscale={lengthscale!r} must be a positive number or 'median'.")
+        raise ValueError(f"graph.lengthscale={lengthscale!r} must be a positive number or 'median'.")
     if not (math.isfinite(lengthscale) and lengthscale > 0):
-        raise ValueError(f"lengthscale={lengthscale!r} must be positive and finite (or 'median').")
+        raise ValueError(f"graph.lengthscale={lengthscale!r} must be positive and finite (or 'median').")
 
 
 def median_lengthscale(distances: jax.Array) -> float:

@@ -47,20 +47,22 @@ def plain(settings: GraphSettings) -> GraphSettings:
 
 
 def check_graph_settings(settings: GraphSettings) -> GraphSettings:
-    """Raise ValueError naming the first bad setting; returns the settings with plain strings and
-    weight_distance resolved (None -> the metric)."""
+    """Raise ValueError naming the first bad setting as its config key (graph.<name>); returns the
+    settings with plain strings and weight_distance resolved (None -> the metric)."""
     settings = plain(settings)
     if isinstance(settings.k, bool) or not isinstance(settings.k, int) or settings.k < 1:
         raise ValueError(f"graph.k={settings.k!r} must be an integer >= 1 (neighbours per point).")
-    check_metric(settings.metric)
+    check_metric(settings.metric, "graph.metric")
     weight_distance = settings.metric if settings.weight_distance is None else settings.weight_distance
-    check_metric(weight_distance, "weight_distance")
+    check_metric(weight_distance, "graph.weight_distance")
     check_kernel(settings.kernel, weight_distance, settings.lengthscale)
     prune = settings.prune_distance
     finite = isinstance(prune, int | float) and not isinstance(prune, bool) and math.isfinite(prune)
     if prune is not None and not (finite and prune >= 0):
-        raise ValueError(f"prune_distance={prune!r} must be a non-negative finite number or None.")
+        raise ValueError(f"graph.prune_distance={prune!r} must be a non-negative finite number or None.")
     block = settings.max_block_bytes
     if block is not None and (isinstance(block, bool) or not isinstance(block, int) or block < 1):
-        raise ValueError(f"max_block_bytes={block!r} must be a positive integer (or None for the default).")
+        raise ValueError(
+            f"graph.max_block_bytes={block!r} must be a positive integer (or None for the default)."
+        )
     return settings._replace(weight_distance=weight_distance)

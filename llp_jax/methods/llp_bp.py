@@ -93,8 +93,9 @@ def check_schedule(schedule: ScheduleSettings) -> None:
         raise ValueError(
             f"schedule.labels={schedule.labels!r}; choose one of {list(PseudoLabels.__members__)}"
         )
-    if schedule.lambda_agg < 0 or schedule.prior_weight < 0:
-        raise ValueError("schedule.lambda_agg and schedule.prior_weight must be non-negative")
+    for name in ("lambda_agg", "prior_weight"):
+        if not getattr(schedule, name) >= 0:
+            raise ValueError(f"schedule.{name}={getattr(schedule, name)} must be >= 0 (0 turns it off)")
     if schedule.choose_by not in ChooseBy.__members__:
         raise ValueError(
             f"schedule.choose_by={schedule.choose_by!r}; choose one of {list(ChooseBy.__members__)}"

@@ -46,6 +46,13 @@ class TrainSettings(NamedTuple):
     resume: bool = False
 
 
+# AdamW moves every weight by about the learning rate at each step, whatever the gradient's scale, so a rate
+# above 1 throws the initial weights away in the first steps. The loss stays finite, so nothing stops such a
+# run: three epochs of debug=fast DLLP ended with a selection loss of NaN at a rate of 1e6 and of 4e6 at 10,
+# against 1.9 at 1e-3. A rate this large is a typo (1e6 for 1e-6), refused before any training.
+MAX_LEARNING_RATE = 1.0
+
+
 def check_train_settings(settings: TrainSettings) -> None:
     """Raise ValueError naming the first bad setting, its value and what to give instead. select_on may
     be a plain string."""
@@ -58,6 +65,11 @@ def check_train_settings(settings: TrainSettings) -> None:
             raise ValueError(f"train.{name}={getattr(settings, name)} must be at least 1")
     if not (math.isfinite(settings.learning_rate) and settings.learning_rate > 0):
         raise ValueError(f"train.learning_rate={settings.learning_rate} must be a positive number, e.g. 1e-3")
+    if settings.learning_rate > MAX_LEARNING_RATE:
+        raise ValueError(
+            f"train.learning_rate={settings.learning_rate} is above {MAX_LEARNING_RATE:g}: AdamW moves every "
+            "weight by about the learning rate at each step, so training would diverge; use e.g. 1e-3"
+        )
     if not (math.isfinite(settings.weight_decay) and settings.weight_decay >= 0):
         raise ValueError(
             f"train.weight_decay={settings.weight_decay} must be a number >= 0 (0 turns weight decay off)"

@@ -1,0 +1,390 @@
+"""Bad input: every case of the README's "Bad input" list (ids shared with this file) fails before training
+with its error type and the words that name the value, key or file and the fix.
+
+Each case goes only as far as the stage where it must fail, on the path a run takes: the config composed as
+the command line composes it (compose), `resolve` (settings, before any data is loaded), `load_inputs` (the
+run's data and bags: files and features) or `run_experiment` (run folders). The files cases edit the fixture
+tables (tests/fixtures/files) in a copy.
+"""
+
+import re
+import shutil
+from pathlib import Path
+from typing import NamedTuple
+
+import pytest
+from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
+
+from llp_jax.config import compose, resolve
+from llp_jax.experiment import load_inputs, run_experiment
+
+README = Path(__file__).parents[1] / "README.md"
+FIXTURES = Path(__file__).parent / "fixtures" / "files"
+
+SETTINGS = ("debug=fast", "method=llp_bp")  # synthetic data and every settings group, LLP-BP's included
+FILES = (
+    "dataset=files",
+    "bagging=given",
+    "method=dllp",
+    "dataset.train_path=train.csv",
+    "dataset.bags_path=bags.csv",
+    "dataset.test_path=test.csv",
+    "dataset.categorical_columns=[color]",
+)
+VAL = ("dataset.val_path=val.csv", "dataset.val_bags_path=val_bags.csv")
+NON_FINITE = (
+    r"split has 1 row\(s\) with NaN or infinite features, the first is row {} of the split; remove or impute"
+)
+
+
+class Case(NamedTuple):
+    """overrides: the command line's; error and words: the exception and a regex its message (with its
+    cause's, for Hydra's) must hold; stage: where it must fail (compose, resolve, load or run); edits: table
+    name -> its new text, or (old, new) to replace in the fixture table; run_files: files already in the
+    run folder."""
+
+    overrides: tuple[str, ...]
+    error: type[Exception]
+    words: str
+    stage: str = "resolve"
+    edits: dict[str, str | tuple[str, str]] = {}
+    run_files: dict[str, str] = {}
+
+
+def settings(*overrides: str) -> tuple[str, ...]:
+    return (*SETTINGS, *overrides)
+
+
+def files(*overrides: str) -> tuple[str, ...]:
+    return (*FILES, *overrides)
+
+
+CASES = {
+    # Settings: fail when the config is composed or resolved.
+    "seed-negative": Case(
+        settings("seed=-1"), ValueError, "seed=-1 must be a non-negative integer; use e.g. seed=0"
+    ),
+    "method-unknown": Case(
+        ("method=dlp",), MissingConfigException, r"Could not find 'method/dlp'.*dllp", stage="compose"
+    ),
+    "optimized-metric": Case(
+        settings("optimized_metric=test_auc"),
+        ValueError,
+        r"optimized_metric='test_auc'; a sweeper may only optimise a validation criterion.*'selection_loss'",
+    ),
+    "override-unicode": Case(
+        settings("bagging=feature", "bagging.columns=[état]"),
+        OverrideParseException,
+        r"LexerNoViableAltException: bagging.columns=\[état\]",
+        stage="compose",
+    ),
+    "bagging-bag-size": Case(
+        settings("bagging.bag_size=0"),
+        ValueError,
+        r"bagging.bag_size=0 must be an integer >= 1 \(rows per bag\), e.g. bagging.bag_size=32",
+    ),
+    "bagging-size-range-malformed": Case(
+        settings("bagging.size_range=[500]"),
+        ValueError,
+        r"bagging.size_range=\[500\]; expected two integers \[low, high\] .* "
+        r"e.g. bagging.size_range=\[500,1500\]",
+    ),
+    "bagging-size-range-order": Case(
+        settings("bagging.size_range=[1500,500]"),
+        ValueError,
+        r"bagging.size_range=\[1500, 500\]; expected two integers \[low, high\] with 1 <= low <= high",
+    ),
+    "bagging-feature-columns": Case(
+        settings("bagging=feature", "bagging.columns=[]"),
+        ValueError,
+        r"bagging.columns=\[\]; feature bags group rows by 1 or 2 categorical columns, "
+        r"e.g. 'bagging.columns=",
+    ),
+    "bagging-feature-sizes": Case(
+        settings("bagging=feature", "bagging.min_size=100", "bagging.max_size=10"),
+        ValueError,
+        r"bagging.min_size=100 and bagging.max_size=10: need 1 <= min_size <= max_size .* "
+        r"e.g. bagging.min_size=8",
+    ),
+    "graph-k": Case(settings("graph.k=0"), ValueError, r"graph.k=0 must be an integer >= 1"),
+    "graph-kernel-unknown": Case(
+        settings("graph.kernel=laplace"),
+        ConfigCompositionException,
+        r"Invalid value 'laplace', expected one of \[matern12, rbf, cosine\]",
+        stage="compose",
+    ),
+    "graph-kernel-distance": Case(
+        settings("graph.kernel=cosine", "graph.weight_distance=euclidean"),
+        ValueError,
+        r"graph.kernel='cosine' .* needs weight_distance='cosine'; got weight_distance='euclidean'. "
+        r"Use kernel=",
+    ),
+    "graph-lengthscale": Case(
+        settings("graph.lengthscale=0"),
+        ValueError,
+        r"graph.lengthscale=0 must be positive and finite \(or 'median'\)",
+    ),
+    "bp-damping": Case(settings("bp.damping=1.0"), ValueError, r"bp.damping=1.0; expected 0 <= damping < 1"),
+    "bp-lambda": Case(
+        settings("bp.lambda_b=-1"), ValueError, r"bp.lambda_b=-1.0; expected a finite number >= 0"
+    ),
+    "bp-temperature": Case(settings("bp.temperature=-1"), ValueError, r"bp.temperature=-1.0; expected >= 0"),
+    "bp-max-iters": Case(settings("bp.max_iters=0"), ValueError, r"bp.max_iters=0; expected an integer >= 1"),
+    "bp-hard-counts": Case(
+        settings("bp=clique", "bp.hard_counts=true"),
+        ValueError,
+        r"bp.hard_counts=True with bag_factor='clique': .* "
+        r"use bag_factor='count' or 'gaussian' for hard counts",
+    ),
+    "schedule-rounds": Case(
+        settings("schedule.rounds=0"), ValueError, r"schedule.rounds=0 must be at least 1"
+    ),
+    "schedule-candidate": Case(
+        settings("schedule=auto", 'schedule.candidates=["","rounds=two"]'),
+        ValueError,
+        r"rounds='two' is not a valid int",
+    ),
+    "train-learning-rate": Case(
+        settings("train.learning_rate=0"),
+        ValueError,
+        r"train.learning_rate=0.0 must be a positive number, e.g. 1e-3",
+    ),
+    "train-learning-rate-huge": Case(
+        settings("train.learning_rate=1e6"),
+        ValueError,
+        r"train.learning_rate=1000000.0 is above 1: .* training would diverge; use e.g. 1e-3",
+    ),
+    "train-epochs": Case(settings("train.epochs=0"), ValueError, r"train.epochs=0 must be at least 1"),
+    "train-batch-size": Case(
+        settings("train.batch_size=0"), ValueError, r"train.batch_size=0 must be at least 1"
+    ),
+    "train-weight-decay": Case(
+        settings("train.weight_decay=-1"),
+        ValueError,
+        r"train.weight_decay=-1.0 must be a number >= 0 \(0 turns weight decay off\)",
+    ),
+    "train-patience": Case(
+        settings("train.patience=-1"), ValueError, r"train.patience=-1 must be at least 1"
+    ),
+    "train-select-on": Case(
+        settings("train.select_on=val_auc"),
+        ConfigCompositionException,
+        r"Invalid value 'val_auc', expected one of \[val_bags, val_count_nll, val_instances\]",
+        stage="compose",
+    ),
+    # Data: fail when loaded, before any bag is trained on.
+    "dataset-positive-rate": Case(
+        settings("dataset.positive_rate=1.5"),
+        ValueError,
+        r"dataset.positive_rate=1.5 must lie strictly between 0 and 1",
+        stage="load",
+    ),
+    "dataset-val-fraction": Case(
+        files("dataset.val_fraction=1.5"),
+        ValueError,
+        r"dataset.val_fraction=1.5 must lie strictly between 0 and 1 .* e.g. dataset.val_fraction=0.1",
+        stage="load",
+    ),
+    "files-missing-file": Case(
+        files("dataset.train_path=nowhere.csv"),
+        FileNotFoundError,
+        r"train_path='nowhere.csv': no such file .*nowhere.csv \(relative paths",
+        stage="load",
+    ),
+    "files-missing-column": Case(
+        files("dataset.feature_columns=[age,weight,color]"),
+        ValueError,
+        r"train.csv: no column\(s\) \['weight'\]; its columns are \['bag_id', 'age', 'income', 'color'\]",
+        stage="load",
+    ),
+    "files-non-numeric": Case(
+        files("dataset.categorical_columns=[]"),
+        ValueError,
+        r"train.csv: column 'color' is not numeric \(dtype \w+\); list it among the categorical columns",
+        stage="load",
+    ),
+    "files-empty": Case(
+        files(),
+        ValueError,
+        r"train.csv is empty; write a header line of column names",
+        stage="load",
+        edits={"train.csv": ""},
+    ),
+    "files-header-only-train": Case(
+        files(),
+        ValueError,
+        r"train.csv has no rows, only its header; write its rows",
+        stage="load",
+        edits={"train.csv": "bag_id,age,income,color\n"},
+    ),
+    "files-header-only-test": Case(
+        files(),
+        ValueError,
+        r"test.csv has no rows, only its header; write its rows",
+        stage="load",
+        edits={"test.csv": "age,income,color,label\n"},
+    ),
+    "files-duplicate-header": Case(
+        files(),
+        ValueError,
+        r"train.csv: column\(s\) \['age'\] appear more than once in its header; "
+        r"give each column its own name",
+        stage="load",
+        edits={"train.csv": ("bag_id,age,income,color", "bag_id,age,age,color")},
+    ),
+    "files-fractional-count": Case(
+        files(),
+        ValueError,
+        r"bags.csv: 1 count\(s\) in column 'count' are not whole numbers, e.g. bag 13: 2.5; "
+        r".* write whole numbers",
+        stage="load",
+        edits={"bags.csv": ("13,3", "13,2.5")},
+    ),
+    "files-proportions-as-counts": Case(
+        files(),
+        ValueError,
+        r"bags.csv: count column 'count' holds fractions in \[0, 1\] \(e.g. bag 10: 0.33+\d\), "
+        r"which look like proportions; set proportion_column='count'",
+        stage="load",
+        edits={"bags.csv": (FIXTURES / "bags_proportion.csv").read_text().replace("proportion", "count")},
+    ),
+    "files-mixed-counts-proportions": Case(
+        files(),
+        ValueError,
+        r"bags.csv: count column 'count' mixes counts and proportions: fractions in \[0, 1\] "
+        r"\(e.g. bag 13: 0.75\) beside counts above 1 \(bag 11: 2.0\); write every bag's count",
+        stage="load",
+        edits={"bags.csv": ("13,3", "13,0.75")},
+    ),
+    "files-count-above-size": Case(
+        files(),
+        ValueError,
+        r"bags.csv does not fit its data table: 1 bag\(s\) have a count outside \[0, bag size\], "
+        r"e.g. bag 14: count 3.0 for 2 rows",
+        stage="load",
+        edits={"bags.csv": ("14,0", "14,3")},
+    ),
+    "files-negative-count": Case(
+        files(),
+        ValueError,
+        r"bags.csv does not fit its data table: .* e.g. bag 12: count -1.0 for 2 rows",
+        stage="load",
+        edits={"bags.csv": ("12,1", "12,-1")},
+    ),
+    "features-inf-train": Case(
+        files(*VAL),
+        ValueError,
+        "the train " + NON_FINITE.format(5),
+        stage="load",
+        edits={"train.csv": ("11,60,4.5,red", "11,60,inf,red")},
+    ),
+    "features-inf-val": Case(
+        files(*VAL),
+        ValueError,
+        "the val " + NON_FINITE.format(2),
+        stage="load",
+        edits={"val.csv": ("2,36,2.6,green", "2,36,-inf,green")},
+    ),
+    "features-nan-val": Case(
+        files(*VAL),
+        ValueError,
+        r"val.csv: numeric column 'income' has 1 missing values; impute them or list the column among the "
+        "categorical columns",
+        stage="load",
+        edits={"val.csv": ("2,36,2.6,green", "2,36,nan,green")},
+    ),
+    "features-inf-test": Case(
+        files(*VAL),
+        ValueError,
+        "the test " + NON_FINITE.format(3),
+        stage="load",
+        edits={"test.csv": ("25,1.3,blue,0", "25,inf,blue,0")},
+    ),
+    "test-one-class": Case(
+        files(),
+        ValueError,
+        r"the test split has 1 class\(es\) \(2 rows, labels \[1\]\): its AUC is undefined; "
+        "use a test set with both positive and negative rows",
+        stage="load",
+        edits={"test.csv": "age,income,color,label\n30,2.0,red,1\n51,3.7,green,1\n"},
+    ),
+    # Run folders: fail before any data is loaded.
+    "run-folder-taken": Case(
+        settings(),
+        FileExistsError,
+        r"run already holds a run \(metrics.json\); results are never overwritten: "
+        r"give this run its own folder",
+        stage="run",
+        run_files={"metrics.json": "{}"},
+    ),
+    "resume-missing": Case(
+        settings("train.resume=true"),
+        FileNotFoundError,
+        r"config_resolved.yaml is missing: there is no run to resume in .*run; "
+        r"point hydra.run.dir at the folder of the run to resume, or drop train.resume=true",
+        stage="run",
+    ),
+}
+
+
+def readme_ids() -> list[str]:
+    """The ids of the README's "Bad input" list, in its order."""
+    section = README.read_text(encoding="utf-8").split("**Bad input**", 1)[1]
+    cases = section.split("\n\n", 2)[1]  # the paragraph after the section's first
+    return re.findall(r"^- `([a-z0-9-]+)`", cases, flags=re.MULTILINE)
+
+
+def data_folder(edits: dict[str, str | tuple[str, str]], folder: Path) -> Path:
+    """A copy of the fixture tables in `folder` with `edits` (table -> text, or (old, new) in its text)."""
+    shutil.copytree(FIXTURES, folder)
+    for name, edit in edits.items():
+        table = folder / name
+        if isinstance(edit, tuple):
+            text = table.read_text()
+            assert edit[0] in text, (name, edit)
+            edit = text.replace(*edit)
+        table.write_text(edit)
+    return folder
+
+
+def attempt(case: Case, tmp_path: Path) -> None:
+    """Run `case` up to its stage, as a run would."""
+    overrides = list(case.overrides)
+    if "dataset=files" in overrides:
+        overrides.append(f"dataset.data_dir={data_folder(case.edits, tmp_path / 'data')}")
+    cfg = compose(*overrides)
+    if case.stage == "compose":
+        return
+    if case.stage == "run":
+        run_dir = tmp_path / "run"
+        run_dir.mkdir()
+        for name, text in case.run_files.items():
+            (run_dir / name).write_text(text)
+        run_experiment(cfg, run_dir)
+        return
+    run = resolve(cfg)
+    if case.stage == "load":
+        load_inputs(run)
+
+
+def test_the_readme_lists_exactly_the_cases_tested():
+    listed = readme_ids()
+    assert len(listed) == len(set(listed)), "an id appears twice in the README's Bad input list"
+    only_readme, only_here = sorted(set(listed) - set(CASES)), sorted(set(CASES) - set(listed))
+    assert not only_readme and not only_here, f"only in the README: {only_readme}; only here: {only_here}"
+
+
+@pytest.mark.parametrize("case_id", list(CASES))
+def test_bad_input_fails_before_training_with_the_fix(case_id, tmp_path):
+    case = CASES[case_id]
+    with pytest.raises(case.error) as failure:
+        attempt(case, tmp_path)
+    error = failure.value
+    message = f"{error}\n{error.__cause__ or ''}"  # Hydra's composition errors carry the reason as the cause
+    assert re.search(case.words, message, flags=re.DOTALL), message
+
+
+def test_quoted_unicode_list_elements_compose():
+    """The fix the README gives for `override-unicode`."""
+    cfg = compose(*SETTINGS, "bagging=feature", 'bagging.columns=["état"]')
+    assert list(cfg.bagging.columns) == ["état"]
