@@ -17,6 +17,7 @@ from hydra.errors import ConfigCompositionException, MissingConfigException, Ove
 
 from llp_jax.config import compose, resolve
 from llp_jax.experiment import load_inputs, run_experiment
+from llp_jax.writers import check_writable
 
 README = Path(__file__).parents[1] / "README.md"
 FIXTURES = Path(__file__).parent / "fixtures" / "files"
@@ -39,9 +40,9 @@ NON_FINITE = (
 
 class Case(NamedTuple):
     """overrides: the command line's; error and words: the exception and a regex its message (with its
-    cause's, for Hydra's) must hold; stage: where it must fail (compose, resolve, load or run); edits: table
-    name -> its new text, or (old, new) to replace in the fixture table; run_files: files already in the
-    run folder."""
+    cause's, for Hydra's) must hold; stage: where it must fail (compose, resolve, load, run or folder);
+    edits: table name -> its new text, or (old, new) to replace in the fixture table; run_files: files
+    already in the run folder."""
 
     overrides: tuple[str, ...]
     error: type[Exception]
@@ -317,6 +318,13 @@ CASES = {
         stage="run",
         run_files={"metrics.json": "{}"},
     ),
+    "run-folder-unwritable": Case(
+        settings(),
+        NotADirectoryError,
+        r"the run folder .*a_file/run cannot be created: .*a_file is a file, not a folder; "
+        r"choose another folder \(hydra.run.dir=...\)",
+        stage="folder",
+    ),
     "resume-missing": Case(
         settings("train.resume=true"),
         FileNotFoundError,
@@ -354,6 +362,10 @@ def attempt(case: Case, tmp_path: Path) -> None:
         overrides.append(f"dataset.data_dir={data_folder(case.edits, tmp_path / 'data')}")
     cfg = compose(*overrides)
     if case.stage == "compose":
+        return
+    if case.stage == "folder":  # what the command line checks before Hydra opens the run's log there
+        (tmp_path / "a_file").write_text("")
+        check_writable(tmp_path / "a_file" / "run", "hydra.run.dir")
         return
     if case.stage == "run":
         run_dir = tmp_path / "run"
