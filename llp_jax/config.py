@@ -229,12 +229,16 @@ def register_configs() -> None:
 
 # A file name holds at most 255 bytes on common file systems; an Optuna trial's float overrides exceed it.
 MAX_FOLDER_NAME = 200
+# A list override (model.widths=[16,8]) would put brackets in the name, and orbax finds the pieces of a
+# checkpoint by glob: under ".../model.widths=[16,8]/" the encoder was saved without its manifest and could
+# not be loaded back (llp_jax.writers.check_folder_name refuses such folders).
+FOLDER_NAME_CHARACTERS = str.maketrans({"[": "(", "]": ")", "*": "_", "?": "_"})
 
 
 def folder_name(text: str) -> str:
-    """`text` cut to MAX_FOLDER_NAME characters (the `${folder_name:...}` resolver of a sweep's job
-    folders, whose job-number prefix keeps them apart)."""
-    return text[:MAX_FOLDER_NAME]
+    """`text` with brackets as parentheses (and * and ? as _), cut to MAX_FOLDER_NAME characters (the
+    `${folder_name:...}` resolver of a sweep's job folders, whose job-number prefix keeps them apart)."""
+    return text.translate(FOLDER_NAME_CHARACTERS)[:MAX_FOLDER_NAME]
 
 
 def compose(*overrides: str) -> DictConfig:

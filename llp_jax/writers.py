@@ -46,6 +46,22 @@ def log_line(record: dict) -> str:
     return ", ".join(head) + ": " + " ".join(rest)
 
 
+GLOB_CHARACTERS = "[]*?"
+
+
+def check_folder_name(run_dir: Path) -> None:
+    """ValueError when run_dir's path holds a glob character: orbax finds the pieces of a checkpoint by
+    glob, so a checkpoint saved there cannot be read back (an encoder saved under ".../widths=[16,8]/" lost
+    its manifest and load_encoder failed). Sweep job folders never hold one (llp_jax.config.folder_name)."""
+    found = sorted({character for character in str(run_dir) if character in GLOB_CHARACTERS})
+    if found:
+        raise ValueError(
+            f"the run folder {run_dir} holds {' '.join(found)}: orbax cannot save a checkpoint under such a "
+            "path (it finds the checkpoint's pieces by glob); give hydra.run.dir or hydra.sweep.dir without "
+            f"the characters {GLOB_CHARACTERS}"
+        )
+
+
 def check_writable(folder: Path, setting: str) -> None:
     """PermissionError or NotADirectoryError naming `folder` (and the `setting` that chose it) when a run
     could not create it or write into it: its nearest existing ancestor must be a folder this user may
@@ -118,6 +134,7 @@ class MetricsWriter:
         log_encoder: bool = False,
     ):
         self.run_dir = Path(run_dir)
+        check_folder_name(self.run_dir)
         self.log_every, self.log_encoder = log_every, log_encoder
         self.records = 0  # records logged so far, those of a resumed run's replay included
         self._replay = 0

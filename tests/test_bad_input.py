@@ -42,7 +42,7 @@ class Case(NamedTuple):
     """overrides: the command line's; error and words: the exception and a regex its message (with its
     cause's, for Hydra's) must hold; stage: where it must fail (compose, resolve, load, run or folder);
     edits: table name -> its new text, or (old, new) to replace in the fixture table; run_files: files
-    already in the run folder."""
+    already in the run folder; run_folder: its name."""
 
     overrides: tuple[str, ...]
     error: type[Exception]
@@ -50,6 +50,7 @@ class Case(NamedTuple):
     stage: str = "resolve"
     edits: dict[str, str | tuple[str, str]] = {}
     run_files: dict[str, str] = {}
+    run_folder: str = "run"
 
 
 def settings(*overrides: str) -> tuple[str, ...]:
@@ -325,6 +326,14 @@ CASES = {
         r"choose another folder \(hydra.run.dir=...\)",
         stage="folder",
     ),
+    "run-folder-glob": Case(
+        settings(),
+        ValueError,
+        r"the run folder .*widths=\[16,8\] holds \[ \]: orbax cannot save a checkpoint under such a path.*"
+        r"give hydra.run.dir or hydra.sweep.dir without the characters",
+        stage="run",
+        run_folder="widths=[16,8]",
+    ),
     "resume-missing": Case(
         settings("train.resume=true"),
         FileNotFoundError,
@@ -368,7 +377,7 @@ def attempt(case: Case, tmp_path: Path) -> None:
         check_writable(tmp_path / "a_file" / "run", "hydra.run.dir")
         return
     if case.stage == "run":
-        run_dir = tmp_path / "run"
+        run_dir = tmp_path / case.run_folder
         run_dir.mkdir()
         for name, text in case.run_files.items():
             (run_dir / name).write_text(text)

@@ -182,7 +182,7 @@ def test_sweep_jobs_get_a_folder_each_named_by_what_varies(tmp_path):
     _, stderr = job.communicate(timeout=600)
     assert job.returncode == 0, stderr
     runs = {path.parent.name: json.loads(path.read_text()) for path in sweep.glob("*/metrics.json")}
-    common = "debug=fast,method=dllp,model.widths=[16,8]"
+    common = "debug=fast,method=dllp,model.widths=(16,8)"  # no brackets: orbax globs checkpoint paths
     assert sorted(runs) == [
         f"0_{common},seed=0,train.learning_rate=0.001",
         f"1_{common},seed=1,train.learning_rate=0.001",
@@ -190,6 +190,9 @@ def test_sweep_jobs_get_a_folder_each_named_by_what_varies(tmp_path):
         f"3_{common},seed=1,train.learning_rate=0.01",
     ]
     assert len({run["test_log_loss"] for run in runs.values()}) == 4
+    for name in runs:  # each job's encoder can be loaded back (under a name with brackets it could not)
+        logits, _ = load_encoder(sweep / name)(np.zeros((2, 16), np.float32))
+        assert np.isfinite(np.asarray(logits)).all()
     report = Path(__file__).resolve().parents[1] / "scripts" / "report.py"
     args = [sys.executable, str(report), str(sweep), "--by", "train.learning_rate"]
     printed = subprocess.run(args, capture_output=True, text=True, check=True).stdout
