@@ -38,7 +38,7 @@ def test_an_easyllp_warm_start_that_diverges_stops_the_run_with_the_fix():
     assert len(losses) < 200 and losses[-1] < -100 and losses == sorted(losses, reverse=True)
 
 
-def test_the_divergence_floor_scales_with_the_first_step_and_spares_published_easyllp_runs():
+def test_the_divergence_floor_and_ceiling_scale_with_the_first_step_and_spare_published_easyllp_runs():
     settings = TrainSettings()
     check_training_loss(-5.5, 0.6, 29, settings)  # EasyLLP on adult at bags of 128: still a good model
     check_training_loss(-900.0, 0.6, 3, settings)
@@ -49,3 +49,11 @@ def test_the_divergence_floor_scales_with_the_first_step_and_spares_published_ea
         check_training_loss(-2.7e5, 50.0, 1, settings)
     with pytest.raises(FloatingPointError, match="lower train.learning_rate"):
         check_training_loss(float("nan"), 0.6, 2, settings)
+    check_training_loss(9.9, 0.6, 2, settings)  # below 10 x max(1, 0.6): a fit may wander up a little
+    check_training_loss(450.0, 50.0, 2, settings)
+    with pytest.raises(
+        TrainingDiverged, match=r"the loss rose to 10.5 at epoch 2, above 10 .*lower train.learning_rate"
+    ):
+        check_training_loss(10.5, 0.6, 2, settings)
+    with pytest.raises(TrainingDiverged, match="rose to 501 at epoch 4, above 500"):
+        check_training_loss(501.0, 50.0, 4, settings)

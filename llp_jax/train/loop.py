@@ -207,14 +207,20 @@ class TrainingDiverged(FloatingPointError):
 # it reached -5.5 while its validation AUC was still 0.87 (its published form, session 3); on natural bags
 # of ~1,000 at a 0.9% positive rate it reached -2.7e5 in the first epoch and -1.2e6 by epoch 11 (issue 11).
 DIVERGENCE_FACTOR = 1e3
+# Upwards, the loss of a fit that trains leaves its first step's value behind within an epoch or two; ten
+# times it (or 10 for a loss that starts below 1) means predictions confidently wrong on average: at
+# learning rates of 10 and 1e6 debug=fast DLLP ended with validation losses of 4e6 and 5 to 11, from 0.69.
+# Over the 363 fits of make results (issue 11) no epoch's loss exceeded 1.22 times max(1, the first's).
+RISE_FACTOR = 10.0
 
 
 def check_training_loss(
     train_loss: float, first_step_loss: float, epoch: int, settings: TrainSettings
 ) -> None:
     """Raise FloatingPointError if an epoch's mean training loss is not finite, and TrainingDiverged if it
-    fell below -DIVERGENCE_FACTOR * max(1, |loss of the fit's first step|): the logits then run off to
-    magnitudes where the probabilities saturate, and no later epoch recovers."""
+    fell below -DIVERGENCE_FACTOR * max(1, |loss of the fit's first step|) (the logits then run off to
+    magnitudes where the probabilities saturate, and no later epoch recovers) or rose above
+    RISE_FACTOR * max(1, |loss of the first step|)."""
     if not np.isfinite(train_loss):
         raise FloatingPointError(
             f"training loss became {train_loss} at epoch {epoch}; lower train.learning_rate "
@@ -226,6 +232,13 @@ def check_training_loss(
             f"training diverged: the loss fell to {train_loss:.4g} at epoch {epoch}, below {floor:.4g} "
             f"({DIVERGENCE_FACTOR:g} times its first step's {first_step_loss:.4g}); the loss is unbounded "
             "below for these bags: train with a bounded one"
+        )
+    ceiling = RISE_FACTOR * max(1.0, abs(first_step_loss))
+    if train_loss > ceiling:
+        raise TrainingDiverged(
+            f"training diverged: the loss rose to {train_loss:.4g} at epoch {epoch}, above {ceiling:.4g} "
+            f"({RISE_FACTOR:g} times its first step's {first_step_loss:.4g}, or {RISE_FACTOR:g}); lower "
+            f"train.learning_rate (now {settings.learning_rate})"
         )
 
 
