@@ -266,7 +266,8 @@ def _marginals(beliefs: jax.Array, temperature: jax.Array) -> jax.Array:
 def _result(problem: BPProblem, numbers: _Numbers, state: _State, static: _Static) -> BPResult:
     beliefs = _beliefs(problem, state.pair, state.bag)
     if static.max_product:
-        marginals = jnp.where(beliefs > 0, 1.0, jnp.where(beliefs < 0, 0.0, 0.5))
+        # the belief's dtype: Python constants alone come out float64 under jax_enable_x64
+        marginals = jnp.where(beliefs > 0, 1.0, jnp.where(beliefs < 0, 0.0, 0.5)).astype(beliefs.dtype)
     else:
         marginals = _marginals(beliefs, numbers.temperature)
     counts = jnp.sum(problem.bag_counts)
