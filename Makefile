@@ -53,6 +53,7 @@ results: install
 	$(BIN)/python scripts/report.py $(RESULTS)/bag_sizes --out benchmarks/bag_sizes
 	$(BIN)/python scripts/report.py $(RESULTS)/thinned --by dataset.positive_rate --out benchmarks/thinned
 	$(BIN)/python benchmarks/selection_study.py $(RESULTS)/bag_sizes $(RESULTS)/thinned --out benchmarks/selection
+	$(BIN)/python benchmarks/count_evidence.py $(RESULTS)/bag_sizes $(RESULTS)/thinned --out benchmarks/count_evidence
 
 # The same table for fashion-MNIST, bag sizes 32 to 512, with a CNN and an epoch budget sized for a CPU
 # (about 1.5 hours on 2 cores); LLP-BP in its default settings only.
