@@ -15,6 +15,7 @@ import logging
 from pathlib import Path
 
 import hydra
+import jax
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import CompactHydraException
 from hydra.experimental.callback import Callback
@@ -22,7 +23,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from llp_jax.config import register_configs
-from llp_jax.experiment import run_experiment, use_compilation_cache
+from llp_jax.experiment import join_processes, run_experiment, use_compilation_cache
 from llp_jax.writers import check_writable, json_safe
 
 register_configs()
@@ -65,6 +66,9 @@ def main(cfg: DictConfig) -> float:
         cfg.logger.group = Path(hydra_config.sweep.dir).name
     log.info("config:\n%s", OmegaConf.to_yaml(cfg, resolve=True))
     use_compilation_cache(cfg.compilation_cache_dir)
+    join_processes()  # several SLURM tasks or a named coordinator: one mesh over all their devices
+    if jax.process_index() > 0:  # every process runs the same program; the first writes the run folder
+        run_dir = str(Path(run_dir) / f"process{jax.process_index()}")
     try:
         summary = run_experiment(cfg, run_dir)
     except USER_ERRORS as error:

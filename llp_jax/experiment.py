@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import jax
@@ -18,6 +20,7 @@ from llp_jax.data.bags import Bags
 from llp_jax.data.dataset import Dataset
 from llp_jax.methods import METHODS
 from llp_jax.provenance import provenance
+from llp_jax.sharding import mesh_for, use_devices
 from llp_jax.streams import stream_key, stream_seed
 from llp_jax.train.checkpoints import RunCheckpoints, checkpointing, records_covered
 from llp_jax.train.loop import predict, validation_bag_scores
@@ -25,6 +28,36 @@ from llp_jax.train.metrics import classification_metrics
 from llp_jax.writers import MetricsWriter
 
 CHECKPOINTS = "checkpoints"  # the run folder's checkpoints of the training state, until the run ends
+logger = logging.getLogger("llp_jax")
+
+
+def several_processes(environ: Mapping[str, str]) -> bool:
+    """Whether this process is one of several of one run: SLURM started several tasks (SLURM_NTASKS > 1,
+    e.g. hydra.launcher.tasks_per_node > 1 under the submitit launcher) or a coordinator is named
+    (JAX_COORDINATOR_ADDRESS, with JAX_NUM_PROCESSES and JAX_PROCESS_ID)."""
+    return int(environ.get("SLURM_NTASKS", "1")) > 1 or "JAX_COORDINATOR_ADDRESS" in environ
+
+
+def join_processes(environ: Mapping[str, str] = os.environ) -> bool:
+    """jax.distributed.initialize() when this process is one of several (`several_processes`) and has not
+    joined yet, so that jax.devices() holds every process's devices; True when it joined now. JAX finds
+    SLURM's processes itself; beside a coordinator address, JAX_NUM_PROCESSES and JAX_PROCESS_ID give the
+    count and this process's number (JAX reads neither). It must come before any JAX computation; one
+    process alone (one GPU or all of a node's) never calls it."""
+    if not several_processes(environ) or jax.distributed.is_initialized():
+        return False
+    numbers = {"num_processes": "JAX_NUM_PROCESSES", "process_id": "JAX_PROCESS_ID"}
+    jax.distributed.initialize(
+        **{key: int(environ[name]) for key, name in numbers.items() if name in environ}
+    )
+    logger.info(
+        "joined %d processes as process %d: %d devices in all, %d here",
+        jax.process_count(),
+        jax.process_index(),
+        jax.device_count(),
+        jax.local_device_count(),
+    )
+    return True
 
 
 def use_compilation_cache(folder: str | None) -> None:
@@ -58,6 +91,8 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path) -> dict:
     checkpointed into run_dir/checkpoints while the run goes on (llp_jax.train.checkpoints)."""
     start = time.perf_counter()
     run = resolve(cfg)
+    shard = cfg.get("shard", "auto")
+    mesh_for(shard)  # a bad value named before anything is written
     run_dir = Path(run_dir)
     wandb_settings = None
     if run.logger.wandb:
@@ -83,7 +118,7 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path) -> dict:
     )
     checkpoints = RunCheckpoints(folder, run.method.train.checkpoint_every, lambda: writer.records)
     try:
-        with checkpointing(checkpoints):
+        with checkpointing(checkpoints), use_devices(shard):
             summary = _run(cfg, run, run_dir, writer.log, start)
     except BaseException as error:
         writer.fail(error)

@@ -33,6 +33,7 @@ from llp_jax.bp.factors import pairwise_messages
 from llp_jax.bp.problem import BPProblem, build_problem
 from llp_jax.bp.registry import BAG_FACTORS
 from llp_jax.bp.settings import BagFactorName, BPSettings, check_settings
+from llp_jax.sharding import shard_problem
 
 if TYPE_CHECKING:  # annotations only: importing llp_jax.data would load every dataset reader
     from llp_jax.data.bags import Bags
@@ -163,6 +164,7 @@ def _count_gap_causes(problem: BPProblem, settings: BPSettings, result: BPResult
 def solve(problem: BPProblem, settings: BPSettings | None = None, progress: bool = False) -> BPResult:
     """Run BP on a problem from `build_problem` (built with the same settings; None: BPSettings())."""
     settings = check_settings(BPSettings() if settings is None else settings)
+    problem = shard_problem(problem)  # several devices: edges and whole bags split over them
     static, numbers = _split_settings(settings, problem)
     state = _initial_state(problem, settings.max_iters)
     if not progress:

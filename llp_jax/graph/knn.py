@@ -30,6 +30,8 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
+from llp_jax.sharding import constrain_replicated, constrain_rows, replicate
+
 METRICS = ("cosine", "euclidean")
 DEFAULT_CHUNK_SIZE = 32768  # corpus rows per chunk
 # Default bound on the bytes of one float32 [block_size, chunk_size] score tile. On the CPU smaller
@@ -158,7 +160,7 @@ def _knn_block(
     n_padded, d = points.shape
     scale = 1.0 if metric == "cosine" else 2.0
     per_chunk = min(n_candidates, chunk_size)
-    queries = jax.lax.dynamic_slice_in_dim(points, start, block_size)
+    queries = constrain_rows(jax.lax.dynamic_slice_in_dim(points, start, block_size))  # several devices
     query_ids = start + jnp.arange(block_size)
 
     def merge_chunk(best, chunk):
@@ -184,12 +186,13 @@ def _knn_block(
         jnp.full((block_size, n_candidates), -jnp.inf, jnp.float32),
         jnp.zeros((block_size, n_candidates), jnp.int32),
     )
+    init = constrain_rows(init)  # several devices: the running top-k split like the queries
     (_, candidates), _ = jax.lax.scan(merge_chunk, init, chunks)
 
     exact_queries = jax.lax.dynamic_slice_in_dim(exact, start, block_size)
     distances = exact_distances(exact_queries[:, None, :], exact[candidates], metric)
     distances, candidates = jax.lax.sort((distances, candidates), dimension=1, num_keys=2)
-    return candidates[:, :k], distances[:, :k]
+    return constrain_replicated((candidates[:, :k], distances[:, :k]))  # several devices: for the host
 
 
 def block_shape(
@@ -256,6 +259,7 @@ def knn(
     points = jnp.pad(points, ((0, n_pad), (0, 0)))
     bias = jnp.pad(bias, (0, n_pad), constant_values=-jnp.inf)
     exact = points if metric == "cosine" else jnp.pad(exact, ((0, n_pad), (0, 0)))
+    points, bias, exact = replicate((points, bias, exact))  # several devices: the corpus on each, once
     run_block = partial(
         _knn_block, metric=metric, block_size=block, chunk_size=chunk, n_candidates=n_candidates, k=k
     )

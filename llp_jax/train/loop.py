@@ -16,6 +16,7 @@ from flax import nnx
 from tqdm.auto import tqdm
 
 from llp_jax.data.bags import Bags
+from llp_jax.sharding import constrain_replicated, constrain_rows, replicate, shard_rows
 from llp_jax.train.checkpoints import FitCheckpoints
 from llp_jax.train.count_likelihood import count_log_likelihood
 from llp_jax.train.losses import proportion_bce_per_bag
@@ -85,7 +86,7 @@ class TrainResult(NamedTuple):
 
 @partial(jax.jit, static_argnums=0)
 def _forward(graphdef, state, x):
-    return nnx.merge(graphdef, state)(x)
+    return constrain_replicated(nnx.merge(graphdef, state)(x))  # several devices: whole, for the host
 
 
 def predict(model: nnx.Module, x: np.ndarray, batch_size: int = 8192) -> tuple[np.ndarray, np.ndarray]:
@@ -95,7 +96,8 @@ def predict(model: nnx.Module, x: np.ndarray, batch_size: int = 8192) -> tuple[n
     for start in range(0, len(x), batch_size):
         chunk = x[start : start + batch_size]
         padded = np.concatenate([chunk, np.zeros((batch_size - len(chunk), *chunk.shape[1:]), chunk.dtype)])
-        chunk_logits, chunk_embedding = _forward(graphdef, state, jnp.asarray(padded))
+        # several devices: each runs its share of the rows
+        chunk_logits, chunk_embedding = _forward(graphdef, state, shard_rows(padded))
         logits.append(np.asarray(chunk_logits[: len(chunk)]))
         embeddings.append(np.asarray(chunk_embedding[: len(chunk)]))
     return np.concatenate(logits), np.concatenate(embeddings)
@@ -134,7 +136,8 @@ def _buckets(bags: Bags, targets: np.ndarray, widths: np.ndarray, batch_size: in
             targets=jnp.asarray(targets[members]),
         )
         per_batch = int(min(len(index), max(1, batch_size // width)))
-        buckets.append(_Bucket(index, jnp.asarray(members), data, per_batch))
+        members, data = replicate((jnp.asarray(members), data))  # several devices: on each, once
+        buckets.append(_Bucket(index, members, data, per_batch))
     return buckets
 
 
@@ -151,6 +154,7 @@ def _make_step(graphdef, tx: optax.GradientTransformation, loss: BagLoss) -> Ste
 
     def step(params, opt_state, bag_index, x, members, batch_data: BagBatch):
         per_batch, max_size = bag_index.shape[0], members.shape[1]
+        bag_index = constrain_rows(bag_index)  # several devices: each a share of the batch's bags
         batch = jax.tree.map(lambda a: a[bag_index], batch_data)
         inputs = x[members[bag_index].reshape(-1)]
 
@@ -162,7 +166,8 @@ def _make_step(graphdef, tx: optax.GradientTransformation, loss: BagLoss) -> Ste
 
         value, grads = jax.value_and_grad(loss_of)(params)
         updates, opt_state = tx.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, value
+        # several devices: the new parameters whole on each, as data parallelism needs
+        return constrain_replicated((optax.apply_updates(params, updates), opt_state, value))
 
     return jax.jit(step)
 
@@ -193,6 +198,8 @@ def train_epoch(
     step_losses = []
     for bucket_index, bag_index in _epoch_batches(key, n_bags, buckets):
         bucket = buckets[bucket_index]
+        # several devices: on each (left to the compiler, a 6-row index got a layout the mesh cannot name)
+        bag_index = replicate(bag_index)
         params, opt_state, value = step(params, opt_state, bag_index, x, bucket.members, bucket.data)
         step_losses.append(value)
     return TrainState(params, opt_state), np.asarray(jnp.stack(step_losses))
@@ -296,9 +303,9 @@ def train_encoder(
     buckets = _buckets(train.bags, np.asarray(targets, np.float32), widths, settings.batch_size)
     graphdef, params = nnx.split(model)
     tx = optax.adamw(settings.learning_rate, weight_decay=settings.weight_decay)
-    state = TrainState(params, tx.init(params))
+    state = replicate(TrainState(params, tx.init(params)))  # several devices: on each, once
     step = _make_step(graphdef, tx, loss)
-    x_device = jnp.asarray(train.x)
+    x_device = replicate(jnp.asarray(train.x))
 
     best, history, first, done, first_step_loss = BestEpoch(0, np.inf, params), [], 1, False, None
     saved = checkpoints.restore(state) if checkpoints is not None else None
