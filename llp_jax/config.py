@@ -32,6 +32,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from llp_jax.data import LOADERS, BaggingSettings, check_bagging
 from llp_jax.methods import METHODS, FitSettings
 from llp_jax.models import MODELS
+from llp_jax.sharding import check_shard
 from llp_jax.train.settings import TrainSettings
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
@@ -266,7 +267,8 @@ OPTIMIZED_METRICS = ("selection_loss", "val_bag_loss")
 
 class RunSettings(NamedTuple):
     """Everything a run reads, typed: seed (>= 0), dataset, bagging, the method's name and settings
-    (FitSettings or the method's subclass), the logger config and the summary key a sweeper minimises."""
+    (FitSettings or the method's subclass), the logger config, the summary key a sweeper minimises and the
+    devices used (shard, llp_jax.sharding)."""
 
     seed: int
     dataset: DatasetChoice
@@ -275,6 +277,7 @@ class RunSettings(NamedTuple):
     method: FitSettings
     logger: LoggerConfig
     optimized_metric: str
+    shard: str
 
 
 def resolve(cfg: DictConfig) -> RunSettings:
@@ -308,6 +311,8 @@ def resolve(cfg: DictConfig) -> RunSettings:
     options = {key: value for key, value in dataset.items() if key not in ("name", "data_dir")}
     bagging = settings_from(BaggingSettings, cfg.bagging)
     check_bagging(bagging)
+    shard = cfg.shard
+    check_shard(shard)
     return RunSettings(
         seed=seed,
         dataset=DatasetChoice(dataset["name"], dataset["data_dir"], options),
@@ -316,4 +321,5 @@ def resolve(cfg: DictConfig) -> RunSettings:
         method=method,
         logger=OmegaConf.to_object(cfg.logger),
         optimized_metric=optimized,
+        shard=shard,
     )

@@ -20,7 +20,7 @@ from llp_jax.data.bags import Bags
 from llp_jax.data.dataset import Dataset
 from llp_jax.methods import METHODS
 from llp_jax.provenance import provenance
-from llp_jax.sharding import mesh_for, use_devices
+from llp_jax.sharding import use_devices
 from llp_jax.streams import stream_key, stream_seed
 from llp_jax.train.checkpoints import RunCheckpoints, checkpointing, records_covered
 from llp_jax.train.loop import predict, validation_bag_scores
@@ -91,8 +91,6 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path) -> dict:
     checkpointed into run_dir/checkpoints while the run goes on (llp_jax.train.checkpoints)."""
     start = time.perf_counter()
     run = resolve(cfg)
-    shard = cfg.get("shard", "auto")
-    mesh_for(shard)  # a bad value named before anything is written
     run_dir = Path(run_dir)
     wandb_settings = None
     if run.logger.wandb:
@@ -118,7 +116,7 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path) -> dict:
     )
     checkpoints = RunCheckpoints(folder, run.method.train.checkpoint_every, lambda: writer.records)
     try:
-        with checkpointing(checkpoints), use_devices(shard):
+        with checkpointing(checkpoints), use_devices(run.shard):
             summary = _run(cfg, run, run_dir, writer.log, start)
     except BaseException as error:
         writer.fail(error)

@@ -44,14 +44,19 @@ def device_mesh(devices=None) -> Mesh:
     return Mesh(np.asarray(devices), (AXIS,), axis_types=(AxisType.Auto,))
 
 
-def mesh_for(shard: str) -> Mesh | None:
-    """The mesh the setting `shard` asks for: "auto", every visible device when there are several (None
-    with one); "off", None (one device). ValueError for any other value."""
+def check_shard(shard: str) -> None:
+    """ValueError naming `shard` unless it is one of SHARD_MODES."""
     if shard not in SHARD_MODES:
         raise ValueError(
             f"shard={shard!r}; choose one of {SHARD_MODES} (auto: every visible device when there are "
             "several; off: one device)"
         )
+
+
+def mesh_for(shard: str) -> Mesh | None:
+    """The mesh the setting `shard` asks for: "auto", every visible device when there are several (None
+    with one); "off", None (one device). ValueError for any other value."""
+    check_shard(shard)
     if shard == "off" or jax.device_count() == 1:
         return None
     return device_mesh()

@@ -74,6 +74,7 @@ CASES = {
         ValueError,
         r"optimized_metric='test_auc'; a sweeper may only optimise a validation criterion.*'selection_loss'",
     ),
+    "shard-unknown": Case(settings("shard=all"), ValueError, r"shard='all'; choose one of \('auto', 'off'\)"),
     "override-unicode": Case(
         settings("bagging=feature", "bagging.columns=[état]"),
         OverrideParseException,
