@@ -23,7 +23,7 @@ def _train(*overrides: str, full_error: bool = False) -> subprocess.CompletedPro
 def test_a_bad_setting_prints_its_message_alone(tmp_path):
     completed = _train("debug=fast", "bp.damping=1.0", f"hydra.run.dir={tmp_path / 'run'}")
     assert completed.returncode == 1
-    assert "ValueError: damping=1.0; expected 0 <= damping < 1" in completed.stderr
+    assert "ValueError: bp.damping=1.0; expected 0 <= damping < 1" in completed.stderr
     assert "Traceback" not in completed.stderr + completed.stdout
     assert not (tmp_path / "run" / "metrics.jsonl").exists()  # refused before the run claimed its folder
 
