@@ -73,6 +73,10 @@ def test_llp_bp_groups_belong_to_llp_bp_only(compose_config):
     run = resolve(compose_config("method=llp_bp", "bp=clique", "bp.lambda_s=3", "graph.k=7"))
     assert isinstance(run.method, LLPBPSettings)
     assert run.method.bp.bag_factor == "clique" and run.method.bp.lambda_s == 3.0 and run.method.graph.k == 7
+    graph = resolve(
+        compose_config("method=llp_bp", "graph.backend=faiss_hnsw", "graph.hnsw_ef_search=32")
+    ).method.graph
+    assert (graph.backend, graph.hnsw_ef_search, graph.max_block_bytes) == ("faiss_hnsw", 32, None)
 
 
 @pytest.mark.parametrize(
@@ -81,6 +85,7 @@ def test_llp_bp_groups_belong_to_llp_bp_only(compose_config):
         ("bp.bag_factor=cliq", "cliq"),
         ("graph.metric=manhattan", "manhattan"),
         ("graph.kernel=laplace", "laplace"),
+        ("graph.backend=annoy", "annoy"),
         ("schedule.warm_start=mean", "mean"),
         ("train.select_on=val_auc", "val_auc"),
         ("bagging.kind=bagged", "bagged"),
@@ -98,6 +103,7 @@ def test_a_mistyped_choice_fails_when_the_config_is_composed(override, words, co
         ("seed=-1", "seed=-1 must be a non-negative integer; use e.g. seed=0"),
         ("bp.damping=1.0", "damping=1.0"),
         ("graph.k=0", "graph.k=0"),
+        ("graph.hnsw_m=1", "graph.hnsw_m=1"),
         ("schedule.rounds=0", "schedule.rounds=0"),
         ("train.learning_rate=0", "train.learning_rate=0"),
     ],
