@@ -1,10 +1,12 @@
 """Benchmark the similarity graph: time build_graph on random data, check recall against scikit-learn.
 
-    python scripts/bench_knn.py --n 100000 --d 16 --k 5 --sklearn
+    python scripts/bench_knn.py --n 100000 --d 16 --k 5 --backend jax faiss faiss_hnsw --sklearn
 
-Prints one JSON object: device, sizes, warm-up (compile + first run), the timed kNN search and graph
-assembly, recall@k and the largest distance error on a sample of queries against scikit-learn's
-brute-force NearestNeighbors (float64), and with --sklearn the time of scikit-learn's full kNN.
+Prints one JSON object per backend (in the order given, on the same data): the device that searched,
+sizes, warm-up (compile + first run), the timed kNN search and graph assembly (wall and process CPU
+seconds: the CPU seconds are steadier on a shared machine), recall@k and the largest distance error on
+a sample of queries against scikit-learn's brute-force NearestNeighbors (float64), for faiss_hnsw also
+the recall it reports itself, and with --sklearn the time of scikit-learn's full kNN (last object).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import jax
 import numpy as np
 from sklearn.neighbors import NearestNeighbors
 
-from llp_jax.graph import GraphSettings, graph_from_knn, knn
+from llp_jax.graph import Backend, GraphSettings, graph_from_knn, search
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -26,6 +28,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--d", type=int, default=16, help="number of features")
     parser.add_argument("--k", type=int, default=5, help="neighbours per point")
     parser.add_argument("--metric", choices=("cosine", "euclidean"), default="cosine")
+    parser.add_argument(
+        "--backend", nargs="+", choices=[b.value for b in Backend], default=["jax"], help="graph.backend"
+    )
+    parser.add_argument("--hnsw-m", type=int, default=GraphSettings().hnsw_m)
+    parser.add_argument("--hnsw-ef-search", type=int, default=GraphSettings().hnsw_ef_search)
     parser.add_argument("--block-size", type=int, default=None, help="queries per block (default: by memory)")
     parser.add_argument("--chunk-size", type=int, default=None, help="corpus rows per chunk (default 32768)")
     parser.add_argument("--recall-queries", type=int, default=1000, help="queries checked against sklearn")
@@ -34,18 +41,24 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def timed_graph(z: np.ndarray, args: argparse.Namespace):
-    """(neighbours, graph, knn seconds, assembly seconds), each part finished on the device."""
+def timed_graph(z: np.ndarray, settings: GraphSettings, args: argparse.Namespace):
+    """(neighbours, graph, {knn_s, knn_cpu_s, assemble_s}), each part finished on the device."""
+    start, cpu = time.perf_counter(), time.process_time()
+    neighbours = search(z, settings, block_size=args.block_size, chunk_size=args.chunk_size)
+    times = {"knn_s": time.perf_counter() - start, "knn_cpu_s": time.process_time() - cpu}
     start = time.perf_counter()
-    neighbours = knn(
-        z, args.k, args.metric, block_size=args.block_size, chunk_size=args.chunk_size, progress=False
-    )
-    knn_s = time.perf_counter() - start
-    start = time.perf_counter()
-    graph = jax.block_until_ready(
-        graph_from_knn(z, neighbours, GraphSettings(metric=args.metric, weight_distance=None))
-    )
-    return neighbours, graph, knn_s, time.perf_counter() - start
+    graph = jax.block_until_ready(graph_from_knn(z, neighbours, settings))
+    times["assemble_s"] = time.perf_counter() - start
+    return neighbours, graph, {key: round(value, 3) for key, value in times.items()}
+
+
+def device_of(backend: str) -> str:
+    """What searched: the JAX device for the jax backend, faiss-cpu and its threads otherwise."""
+    if backend == Backend.jax:
+        return jax.devices()[0].device_kind
+    import faiss
+
+    return f"cpu (faiss {faiss.__version__}, {faiss.omp_get_max_threads()} threads)"
 
 
 def recall_against_sklearn(z: np.ndarray, neighbours, args: argparse.Namespace) -> tuple[float, float]:
@@ -66,37 +79,47 @@ def recall_against_sklearn(z: np.ndarray, neighbours, args: argparse.Namespace) 
 def main(argv=None) -> None:
     args = parse_args(argv)
     z = np.random.default_rng(args.seed).normal(size=(args.n, args.d)).astype(np.float32)
-
-    start = time.perf_counter()
-    timed_graph(z, args)
-    warmup_s = time.perf_counter() - start
-    neighbours, graph, knn_s, assemble_s = timed_graph(z, args)
-    recall, max_error = recall_against_sklearn(z, neighbours, args)
-
-    report = {
-        "device": jax.devices()[0].device_kind,
-        "n": args.n,
-        "d": args.d,
-        "k": args.k,
-        "metric": args.metric,
-        "block_size": args.block_size,
-        "chunk_size": args.chunk_size,
-        "warmup_s": round(warmup_s, 3),
-        "knn_s": round(knn_s, 3),
-        "assemble_s": round(assemble_s, 3),
-        "graph_s": round(knn_s + assemble_s, 3),
-        "n_edges": graph.n_edges,
-        "recall_queries": min(args.recall_queries, args.n),
-        "recall": recall,
-        "max_distance_error": max_error,
-    }
+    for backend in args.backend:
+        settings = GraphSettings(
+            k=args.k,
+            metric=args.metric,
+            weight_distance=None,
+            backend=backend,
+            hnsw_m=args.hnsw_m,
+            hnsw_ef_search=args.hnsw_ef_search,
+        )
+        start = time.perf_counter()
+        timed_graph(z, settings, args)
+        warmup_s = time.perf_counter() - start
+        neighbours, graph, times = timed_graph(z, settings, args)
+        recall, max_error = recall_against_sklearn(z, neighbours, args)
+        report = {
+            "backend": backend,
+            "device": device_of(backend),
+            "n": args.n,
+            "d": args.d,
+            "k": args.k,
+            "metric": args.metric,
+            "block_size": args.block_size,
+            "chunk_size": args.chunk_size,
+            "warmup_s": round(warmup_s, 3),
+            **times,
+            "graph_s": round(times["knn_s"] + times["assemble_s"], 3),
+            "n_edges": graph.n_edges,
+            "recall_queries": min(args.recall_queries, args.n),
+            "recall": recall,
+            "reported_recall": neighbours.recall,
+            "max_distance_error": max_error,
+        }
+        if backend == Backend.faiss_hnsw:
+            report.update(hnsw_m=args.hnsw_m, hnsw_ef_search=args.hnsw_ef_search)
+        print(json.dumps(report), flush=True)
     if args.sklearn:
         start = time.perf_counter()
         NearestNeighbors(n_neighbors=args.k, algorithm="brute", metric=args.metric, n_jobs=-1).fit(
             z
         ).kneighbors()
-        report["sklearn_s"] = round(time.perf_counter() - start, 3)
-    print(json.dumps(report))
+        print(json.dumps({"backend": "sklearn", "sklearn_s": round(time.perf_counter() - start, 3)}))
 
 
 if __name__ == "__main__":

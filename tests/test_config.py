@@ -73,6 +73,10 @@ def test_llp_bp_groups_belong_to_llp_bp_only(compose_config):
     run = resolve(compose_config("method=llp_bp", "bp=clique", "bp.lambda_s=3", "graph.k=7"))
     assert isinstance(run.method, LLPBPSettings)
     assert run.method.bp.bag_factor == "clique" and run.method.bp.lambda_s == 3.0 and run.method.graph.k == 7
+    graph = resolve(
+        compose_config("method=llp_bp", "graph.backend=faiss_hnsw", "graph.hnsw_ef_search=32")
+    ).method.graph
+    assert (graph.backend, graph.hnsw_ef_search, graph.max_block_bytes) == ("faiss_hnsw", 32, None)
 
 
 @pytest.mark.parametrize(
@@ -81,6 +85,7 @@ def test_llp_bp_groups_belong_to_llp_bp_only(compose_config):
         ("bp.bag_factor=cliq", "cliq"),
         ("graph.metric=manhattan", "manhattan"),
         ("graph.kernel=laplace", "laplace"),
+        ("graph.backend=annoy", "annoy"),
         ("schedule.warm_start=mean", "mean"),
         ("train.select_on=val_auc", "val_auc"),
         ("bagging.kind=bagged", "bagged"),

@@ -13,13 +13,16 @@ from sklearn.neighbors import NearestNeighbors
 
 from llp_jax.graph import (
     GraphSettings,
+    HnswSettings,
     build_graph,
     edge_weights,
     graph_from_knn,
     knn,
+    knn_faiss,
     pair_distances,
     symmetrise,
 )
+from llp_jax.graph.knn import select_top
 
 METRICS = ["cosine", "euclidean"]
 TOL = 1e-5
@@ -105,16 +108,65 @@ def test_cosine_zero_vectors_are_at_distance_one():
 
 @pytest.mark.parametrize("metric", METRICS)
 @pytest.mark.parametrize(
-    ("block_size", "chunk_size", "max_block_bytes"),
-    [(7, 13, None), (64, 300, None), (1, 999, None), (None, 40, 4 * 40 * 10)],
+    ("block_size", "chunk_size", "max_block_bytes", "group_size"),
+    [
+        (7, 13, None, None),
+        (64, 300, None, 7),
+        (1, 999, None, 1),
+        (None, 40, 4 * 40 * 10, None),
+        (None, None, None, 2),
+        (32, 160, None, 160),
+    ],
 )
-def test_blocking_gives_the_single_block_result(metric, block_size, chunk_size, max_block_bytes):
-    z = random_points(n=301, d=6, seed=1)  # 301: a multiple of no block or chunk size above
-    single = knn(z, 5, metric, block_size=301, chunk_size=301, progress=False)
-    options = {} if max_block_bytes is None else {"max_block_bytes": max_block_bytes}
+def test_blocking_gives_the_single_block_result(metric, block_size, chunk_size, max_block_bytes, group_size):
+    z = random_points(n=301, d=6, seed=1)  # 301: a multiple of no block, chunk or group size above
+    single = knn(z, 5, metric, block_size=301, chunk_size=301, group_size=301, progress=False)
+    options = {"max_block_bytes": max_block_bytes, "group_size": group_size}
     blocked = knn(z, 5, metric, block_size=block_size, chunk_size=chunk_size, progress=False, **options)
     np.testing.assert_array_equal(blocked.indices, single.indices)
     np.testing.assert_allclose(blocked.distances, single.distances, atol=1e-6)
+
+
+@pytest.mark.parametrize("group", [1, 4, 5, 40])
+def test_select_top_is_a_stable_top_k(group):
+    """Two-stage selection against numpy's stable sort, on scores with many ties (8 distinct values)."""
+    import jax.numpy as jnp
+
+    rng = np.random.default_rng(group)
+    scores = rng.integers(0, 8, size=(6, 40)).astype(np.float32)
+    scores[0, :] = 3.0  # one row all tied
+    best_scores = np.sort(rng.integers(0, 8, size=(6, 5)).astype(np.float32), axis=1)[:, ::-1]
+    best_ids = np.tile(np.arange(5, dtype=np.int32), (6, 1))  # ids below the chunk's (offset 100)
+    top_scores, top_ids = select_top(
+        (jnp.asarray(best_scores), jnp.asarray(best_ids)), jnp.asarray(scores), jnp.int32(100), group
+    )
+    all_scores = np.concatenate([best_scores, scores], axis=1)
+    all_ids = np.concatenate([best_ids, np.tile(100 + np.arange(40, dtype=np.int32), (6, 1))], axis=1)
+    order = np.argsort(-all_scores, axis=1, kind="stable")[:, :5]
+    np.testing.assert_array_equal(top_ids, np.take_along_axis(all_ids, order, 1))
+    np.testing.assert_array_equal(top_scores, np.take_along_axis(all_scores, order, 1))
+
+
+def many_duplicates(seed=0):
+    """float32[120, 4]: one point repeated 40 times (more than the search's 17 candidates) among others."""
+    rng = np.random.default_rng(seed)
+    rows = np.concatenate([np.repeat(rng.normal(size=(1, 4)), 40, axis=0), rng.normal(size=(80, 4))])
+    return rows[rng.permutation(len(rows))].astype(np.float32)
+
+
+@pytest.mark.parametrize("metric", METRICS)
+@pytest.mark.parametrize("backend", ["jax", "faiss"])
+def test_more_duplicates_than_candidates(metric, backend):
+    """The query itself need not survive the scoring stage. The jax search's top-k is stable, so it
+    returns the k smallest-index duplicates; faiss's heaps keep any 17 of 40 equal scores."""
+    if backend == "faiss":
+        pytest.importorskip("faiss")
+    z = many_duplicates()
+    search = knn if backend == "jax" else knn_faiss
+    result = search(z, 5, metric, progress=False)
+    assert_valid_neighbours(z, result, 5, metric)
+    if backend == "jax":
+        np.testing.assert_array_equal(result.indices, oracle_by_index(z, 5, metric))
 
 
 def test_knn_accepts_jax_arrays_and_small_n():
@@ -133,6 +185,88 @@ def test_progress_bar_shown_and_silenced(capsys):
     assert "kNN" in capsys.readouterr().err
     knn(z, 2, block_size=10, progress=False)
     assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_faiss_flat_matches_jax_and_sklearn(metric):
+    pytest.importorskip("faiss")
+    z = random_points(n=1500, d=12, seed=11)
+    z[4] = 0.0  # a zero vector: cosine distance 1 to everything
+    flat = knn_faiss(z, 7, metric, progress=False)
+    device = knn(z, 7, metric, progress=False)
+    dist, ind = sklearn_knn(z, 7, metric)
+    assert flat.recall is None and flat.indices.dtype == np.int32 and flat.distances.dtype == np.float32
+    untied = np.ones(len(z), bool)
+    untied[4] = metric == "euclidean"  # under cosine the zero vector's neighbours all tie
+    np.testing.assert_array_equal(flat.indices[untied], ind[untied])
+    np.testing.assert_array_equal(flat.indices[untied], device.indices[untied])
+    np.testing.assert_allclose(flat.distances, dist, atol=TOL)
+    np.testing.assert_allclose(flat.distances, device.distances, atol=TOL)
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_faiss_flat_breaks_ties_by_index(metric):
+    pytest.importorskip("faiss")
+    z = points_with_duplicates(seed=2)
+    result = knn_faiss(z, 6, metric, progress=False)
+    assert_valid_neighbours(z, result, 6, metric)
+    np.testing.assert_array_equal(result.indices, oracle_by_index(z, 6, metric))
+
+
+def clustered_points(n=3000, d=8, seed=12):
+    """Easy data for HNSW: 30 well separated clusters of tight points."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(30, d)) * 10
+    return (centres[rng.integers(0, 30, n)] + rng.normal(size=(n, d))).astype(np.float32)
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_faiss_hnsw_recall_on_easy_data(metric):
+    pytest.importorskip("faiss")
+    z = clustered_points()
+    result = knn_faiss(z, 5, metric, hnsw=HnswSettings(m=16, ef_search=32), progress=False)
+    dist, ind = sklearn_knn(z, 5, metric)
+    measured = np.mean([len(np.intersect1d(a, b)) for a, b in zip(result.indices, ind, strict=True)]) / 5
+    assert measured > 0.95, f"HNSW recall@5 {measured} on clustered data"
+    # The reported recall is measured on a sample of 1,000 of the 3,000 points.
+    assert abs(result.recall - measured) < 0.03
+    full = pairwise_distances(z.astype(np.float64), metric=metric)
+    np.testing.assert_allclose(result.distances, np.take_along_axis(full, result.indices, 1), atol=TOL)
+    assert not (result.indices == np.arange(len(z))[:, None]).any()
+
+
+def test_faiss_hnsw_reports_a_low_recall():
+    """A sparse HNSW graph (m=4) on 16-D gaussian data misses neighbours; the sample's recall says so."""
+    pytest.importorskip("faiss")
+    z = random_points(n=3000, d=16, seed=14)
+    result = knn_faiss(z, 5, "euclidean", hnsw=HnswSettings(m=4, ef_search=1), progress=False)
+    _, ind = sklearn_knn(z, 5, "euclidean")
+    measured = np.mean([len(np.intersect1d(a, b)) for a, b in zip(result.indices, ind, strict=True)]) / 5
+    assert 0.5 < measured < 0.95 and abs(result.recall - measured) < 0.03
+
+
+def test_build_graph_with_each_backend():
+    pytest.importorskip("faiss")
+    z = random_points(seed=13)
+    device = graph_of(z, k=5)
+    flat = graph_of(z, k=5, backend="faiss")
+    for field, expected in zip(flat[1:-1], device[1:-1], strict=True):  # n_nodes .. distances
+        np.testing.assert_allclose(field, expected, atol=TOL)
+    hnsw = graph_of(z, k=5, backend="faiss_hnsw", hnsw_ef_search=200)
+    assert device.knn_recall is None and hnsw.knn_recall == 1.0
+    np.testing.assert_array_equal(hnsw.senders, device.senders)
+
+
+def test_faiss_missing_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "faiss", None)  # import faiss now raises ImportError
+    with pytest.raises(ImportError, match=re.escape("pip install 'llp_jax[faiss]'")):
+        graph_of(random_points(), k=5, backend="faiss")
+
+
+def test_importing_the_graph_package_leaves_faiss_unloaded():
+    code = "import sys, llp_jax.graph; print('faiss' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
 
 
 def sklearn_symmetric_edges(z, k, metric):
@@ -274,6 +408,9 @@ def test_pair_distances_match_sklearn(metric):
         (random_points(n=5), {"prune_distance": -1.0}, "prune_distance=-1.0"),
         (random_points(n=5), {"block_size": 0}, "block_size=0"),
         (random_points(n=5), {"max_block_bytes": -3}, "max_block_bytes=-3"),
+        (random_points(n=5), {"backend": "annoy"}, "graph.backend='annoy'"),
+        (random_points(n=5), {"backend": "faiss_hnsw", "hnsw_m": 1}, "graph.hnsw_m=1"),
+        (random_points(n=5), {"backend": "faiss_hnsw", "hnsw_ef_search": 0}, "graph.hnsw_ef_search=0"),
     ],
 )
 def test_bad_input_raises_a_clear_error(z, kwargs, message):
@@ -294,12 +431,19 @@ def test_edge_weights_unknown_kernel():
 
 
 def test_bench_script_prints_json():
+    pytest.importorskip("faiss")
     script = Path(__file__).parents[1] / "scripts" / "bench_knn.py"
     args = ["--n", "400", "--d", "4", "--k", "3", "--recall-queries", "50", "--sklearn"]
+    args += ["--backend", "jax", "faiss", "faiss_hnsw"]
     out = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, check=True)
-    report = json.loads(out.stdout)
-    assert report["recall"] == 1.0 and report["n"] == 400 and report["k"] == 3
-    assert report["max_distance_error"] < TOL and report["sklearn_s"] > 0
+    jax_report, flat, hnsw, sklearn = map(json.loads, out.stdout.splitlines())
+    assert [r["backend"] for r in (jax_report, flat, hnsw)] == ["jax", "faiss", "faiss_hnsw"]
+    for report in (jax_report, flat):
+        assert report["recall"] == 1.0 and report["n"] == 400 and report["k"] == 3
+        assert report["max_distance_error"] < TOL and report["reported_recall"] is None
+    assert jax_report["device"] == "cpu" and flat["device"].startswith("cpu (faiss")
+    assert 0 < hnsw["reported_recall"] <= 1 and hnsw["hnsw_m"] == 32
+    assert sklearn["sklearn_s"] > 0
 
 
 @pytest.mark.slow

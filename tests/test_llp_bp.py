@@ -51,6 +51,13 @@ def test_rounds_write_their_metrics(rounds, compose_config, tmp_path):
     assert [r["event"] for r in records if r.get("event") == "output_calibration"] == ["output_calibration"]
 
 
+def test_an_approximate_graph_logs_its_recall(compose_config, tmp_path):
+    pytest.importorskip("faiss")
+    run_experiment(compose_config(*LLP_BP, "schedule.rounds=1", "graph.backend=faiss_hnsw"), tmp_path)
+    (record,) = [r for r in read_records(tmp_path) if r.get("event") == "bp"]
+    assert 0.9 <= record["graph_knn_recall"] <= 1
+
+
 def test_dllp_warm_start_soft_labels_and_bag_loss(compose_config, tmp_path):
     overrides = ["schedule.rounds=1", "schedule.warm_start=dllp", "schedule.prior_weight=1.0"]
     overrides += ["schedule.labels=soft", "schedule.lambda_agg=0.1"]

@@ -12,15 +12,18 @@ Layout: knn.py holds the device search, kernels.py the weights, settings.py the 
 checks, build.py assembles the edge list (`symmetrise` is host-side numpy).
 """
 
-from llp_jax.graph.build import SimilarityGraph, build_graph, graph_from_knn, symmetrise
+from llp_jax.graph.build import SimilarityGraph, build_graph, graph_from_knn, search, symmetrise
+from llp_jax.graph.faiss_search import HnswSettings, knn_faiss
 from llp_jax.graph.kernels import KERNELS, edge_weights
 from llp_jax.graph.knn import METRICS, KnnResult, knn, pair_distances
-from llp_jax.graph.settings import GraphSettings, Kernel, Metric, check_graph_settings
+from llp_jax.graph.settings import Backend, GraphSettings, Kernel, Metric, check_graph_settings
 
 __all__ = [
     "KERNELS",
     "METRICS",
+    "Backend",
     "GraphSettings",
+    "HnswSettings",
     "Kernel",
     "KnnResult",
     "Metric",
@@ -30,6 +33,8 @@ __all__ = [
     "edge_weights",
     "graph_from_knn",
     "knn",
+    "knn_faiss",
     "pair_distances",
+    "search",
     "symmetrise",
 ]

@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from llp_jax.graph.faiss_search import HnswSettings, knn_faiss
 from llp_jax.graph.kernels import edge_weights, median_lengthscale
 from llp_jax.graph.knn import KnnResult, check_points, knn, pair_distances
 from llp_jax.graph.settings import GraphSettings, check_graph_settings
@@ -23,6 +24,7 @@ class SimilarityGraph(NamedTuple):
     weights:   float32[n_edges]  kernel weights
     distances: float32[n_edges]  the distance the kernel was applied to (None for a graph built by hand
                                  from weights alone)
+    knn_recall: float | None     an approximate search's recall@k on a sample (None: exact search)
     """
 
     n_nodes: int
@@ -30,6 +32,7 @@ class SimilarityGraph(NamedTuple):
     receivers: jax.Array
     weights: jax.Array
     distances: jax.Array | None = None
+    knn_recall: float | None = None
 
     @property
     def n_edges(self) -> int:
@@ -65,7 +68,7 @@ def graph_from_knn(z, neighbours: KnnResult, settings: GraphSettings | None = No
     """The weighted edge list of a kNN result found under settings.metric (see `build_graph`).
 
     z: float[n, d] the points the neighbours were found in; neighbours: KnnResult(indices int32[n, k],
-    distances float32[n, k]); settings: None for GraphSettings() (its k and max_block_bytes are not
+    distances float32[n, k]); settings: None for GraphSettings() (its k and search settings are not
     used here).
     """
     settings = check_graph_settings(GraphSettings() if settings is None else settings)
@@ -91,6 +94,7 @@ def graph_from_knn(z, neighbours: KnnResult, settings: GraphSettings | None = No
         receivers=jnp.asarray(receivers),
         weights=edge_weights(distances, settings.kernel, lengthscale),
         distances=distances,
+        knn_recall=neighbours.recall,
     )
 
 
@@ -105,22 +109,41 @@ def build_graph(
     """The symmetrised kNN similarity graph of the rows of z.
 
     z: float[n, d] raw features or embeddings (numpy or jax; used as float32).
-    settings: GraphSettings (neighbours, metric, kernel, lengthscale, weight distance, pruning, tile
-    bytes; None for the defaults), checked before any search. block_size, chunk_size, progress: the blocked
-    search, see `knn`.
+    settings: GraphSettings (neighbours, metric, kernel, lengthscale, weight distance, pruning, search
+    backend and its settings; None for the defaults), checked before any search. block_size, chunk_size:
+    the jax backend's tiles, see `knn`; progress: a bar over the query blocks.
 
     Returns SimilarityGraph(n_nodes, senders, receivers, weights, distances) with device arrays; every
     undirected edge once with senders < receivers, no self loops.
     """
     settings = check_graph_settings(GraphSettings() if settings is None else settings)
     z = check_points(z, settings.k)
-    neighbours = knn(
-        z,
-        settings.k,
-        settings.metric,
-        block_size=block_size,
-        chunk_size=chunk_size,
-        max_block_bytes=settings.max_block_bytes,
-        progress=progress,
-    )
+    neighbours = search(z, settings, block_size=block_size, chunk_size=chunk_size, progress=progress)
     return graph_from_knn(z, neighbours, settings)
+
+
+def search(
+    z,
+    settings: GraphSettings,
+    *,
+    block_size: int | None = None,
+    chunk_size: int | None = None,
+    progress: bool = False,
+) -> KnnResult:
+    """The settings.k nearest neighbours of every row of z: float[n, d] under settings.metric, by
+    settings.backend (checked settings, see `check_graph_settings`; block_size and chunk_size: the
+    jax backend's tiles, see `knn`)."""
+    if settings.backend == "jax":
+        return knn(
+            z,
+            settings.k,
+            settings.metric,
+            block_size=block_size,
+            chunk_size=chunk_size,
+            max_block_bytes=settings.max_block_bytes,
+            progress=progress,
+        )
+    hnsw = None
+    if settings.backend == "faiss_hnsw":
+        hnsw = HnswSettings(settings.hnsw_m, settings.hnsw_ef_search)
+    return knn_faiss(z, settings.k, settings.metric, hnsw=hnsw, progress=progress)

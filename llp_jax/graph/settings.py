@@ -17,13 +17,24 @@ Metric = enum.StrEnum("Metric", {name: name for name in METRICS})
 Kernel = enum.StrEnum("Kernel", {name: name for name in KERNELS})
 
 
+class Backend(enum.StrEnum):
+    """The neighbour search: jax (exact, blocked on the default JAX device), faiss (exact, faiss-cpu's
+    flat index) or faiss_hnsw (approximate, faiss-cpu's HNSW index, recall@k reported)."""
+
+    jax = "jax"
+    faiss = "faiss"
+    faiss_hnsw = "faiss_hnsw"
+
+
 class GraphSettings(NamedTuple):
     """k: neighbours per point (1 <= k < n). metric: picks the neighbours (cosine | euclidean).
     kernel: matern12 | rbf | cosine, applied to `weight_distance` (cosine | euclidean; None: the metric).
     lengthscale: a positive number or "median" (the median kNN edge distance, before pruning).
     prune_distance: drop edges whose weight distance exceeds it (None keeps all).
-    max_block_bytes: bytes of one score tile of the blocked search; None is the backend's measured
+    backend: jax | faiss | faiss_hnsw (see Backend; faiss needs the extra `llp_jax[faiss]`).
+    max_block_bytes: bytes of one score tile of the jax search; None is the JAX backend's measured
     default (llp_jax.graph.knn.DEFAULT_MAX_BLOCK_BYTES: 16 MiB on the CPU, 256 MiB on an accelerator).
+    hnsw_m, hnsw_ef_search: faiss_hnsw's links per node and search list (llp_jax.graph.HnswSettings).
     """
 
     k: int = 5
@@ -32,7 +43,10 @@ class GraphSettings(NamedTuple):
     lengthscale: Any = 1.0
     weight_distance: Metric | None = Metric.euclidean
     prune_distance: float | None = None
+    backend: Backend = Backend.jax
     max_block_bytes: int | None = None
+    hnsw_m: int = 32
+    hnsw_ef_search: int = 64
 
 
 def plain(settings: GraphSettings) -> GraphSettings:
@@ -40,10 +54,14 @@ def plain(settings: GraphSettings) -> GraphSettings:
     return settings._replace(
         **{
             name: getattr(settings, name).value
-            for name in ("metric", "kernel", "weight_distance")
+            for name in ("metric", "kernel", "weight_distance", "backend")
             if isinstance(getattr(settings, name), enum.Enum)
         }
     )
+
+
+def positive_integer(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
 def check_graph_settings(settings: GraphSettings) -> GraphSettings:
@@ -60,9 +78,18 @@ def check_graph_settings(settings: GraphSettings) -> GraphSettings:
     finite = isinstance(prune, int | float) and not isinstance(prune, bool) and math.isfinite(prune)
     if prune is not None and not (finite and prune >= 0):
         raise ValueError(f"graph.prune_distance={prune!r} must be a non-negative finite number or None.")
+    if settings.backend not in set(Backend):
+        raise ValueError(
+            f"graph.backend={settings.backend!r} is not a known backend; use one of "
+            f"{[backend.value for backend in Backend]}."
+        )
     block = settings.max_block_bytes
-    if block is not None and (isinstance(block, bool) or not isinstance(block, int) or block < 1):
+    if block is not None and not positive_integer(block):
         raise ValueError(
             f"graph.max_block_bytes={block!r} must be a positive integer (or None for the default)."
         )
+    for name, least in (("hnsw_m", 2), ("hnsw_ef_search", 1)):
+        value = getattr(settings, name)
+        if not positive_integer(value) or value < least:
+            raise ValueError(f"graph.{name}={value!r} must be an integer >= {least}.")
     return settings._replace(weight_distance=weight_distance)

@@ -390,6 +390,8 @@ def fit_schedule(
         record.update(
             **unary_record,
             graph_build_s=graph_time,
+            # recall@k of an approximate search (graph.backend=faiss_hnsw) on a sample; none for exact
+            **({} if graph.knn_recall is None else {"graph_knn_recall": graph.knn_recall}),
             predicted_positives=float(targets[members].sum()),
             known_positives=float(train_bags.counts.sum()),
         )
