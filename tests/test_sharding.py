@@ -39,15 +39,20 @@ def _knn_checks() -> dict:
             "distance_gap": float(np.max(np.abs(one.distances - many.distances))),
         }
     with sharding.use_devices("auto"):  # each device its share of a block's queries, gathered at the end
-        points, bias, exact = sharding.replicate(_scored_points(jax.numpy.asarray(z), "cosine"))
+        queries, corpus, exact = _scored_points(jax.numpy.asarray(z), "cosine")
+        padding = np.zeros((256 - 203, corpus.shape[1]), np.float32)
+        padding[:, -1] = -np.inf  # rows that score -inf, as knn pads the corpus to whole chunks
+        corpus = jax.numpy.concatenate([corpus, padding])
+        queries, corpus, exact = sharding.replicate((queries, corpus, exact))
         block = _knn_block.lower(
             np.int32(0),
-            points,
-            bias,
+            queries,
+            corpus,
             exact,
             metric="cosine",
             block_size=50,
-            chunk_size=203,
+            chunk_size=64,
+            group_size=32,
             n_candidates=16,
             k=5,
         )
