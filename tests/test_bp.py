@@ -23,6 +23,7 @@ from llp_jax.bp import (
     build_problem,
     check_settings,
     factors,
+    loop,
     run_bp,
     solve,
 )
@@ -333,7 +334,7 @@ def test_loopy_graph_converges_close_to_brute_force():
     edges = (pairs[:, 0].astype(np.int32), pairs[:, 1].astype(np.int32), rng.uniform(0.1, 1.0, len(pairs)))
     bags = [(np.arange(0, 6), 2), (np.arange(6, 12), 4)]
     unary = rng.normal(0.0, 1.0, n)
-    settings = BPSettings(lambda_s=0.3, lambda_b=0.3, max_iters=200, tol=1e-5)
+    settings = BPSettings(lambda_s=0.3, lambda_b=0.3, max_iters=200, tol=1e-5, marginal_tol=0.0)
     result = run(n, edges, bags, settings, unary)
     assert bool(result.converged) and int(result.n_iters) < settings.max_iters
     deltas = np.asarray(result.deltas)[: int(result.n_iters)]
@@ -356,15 +357,91 @@ def test_jit_and_no_jit_agree(early_stop):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5)
 
 
-def test_progress_chunks_give_the_same_result():
+@pytest.mark.parametrize("early_stop", [True, False])
+def test_progress_chunks_give_the_same_result(early_stop):
     rng = np.random.default_rng(4)
     edges, bags = random_tree_factor_graph(rng, 10, [4], 5)
     bag_tuple = bags_of([m for m, _ in bags], [k for _, k in bags])
-    problem = build_problem(graph_of(10, *edges), bag_tuple, BPSettings(max_iters=30, early_stop=False))
-    plain = solve(problem, BPSettings(max_iters=30, early_stop=False))
-    chunked = solve(problem, BPSettings(max_iters=30, early_stop=False), progress=True)
+    settings = BPSettings(max_iters=30, early_stop=early_stop, marginal_tol=1e-3)
+    problem = build_problem(graph_of(10, *edges), bag_tuple, settings)
+    plain = solve(problem, settings)
+    chunked = solve(problem, settings, progress=True)
+    assert int(plain.n_iters) < 30 if early_stop else int(plain.n_iters) == 30
     for a, b in zip(plain, chunked, strict=True):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Edge padding and compilation; the convergence test on the marginals
+
+
+def loopy_case(rng, n, n_edges):
+    """n nodes, n_edges distinct random edges (senders < receivers), bags of 4 with random counts."""
+    pairs = np.array([(i, j) for i in range(n) for j in range(i + 1, n)])
+    pairs = pairs[np.sort(rng.choice(len(pairs), n_edges, replace=False))]
+    graph = graph_of(
+        n, pairs[:, 0].astype(np.int32), pairs[:, 1].astype(np.int32), rng.uniform(0.1, 1, n_edges)
+    )
+    members = rng.permutation(n).reshape(-1, 4)
+    return graph, bags_of(members, rng.integers(0, 5, len(members)))
+
+
+@pytest.mark.parametrize("bag_factor", list(BAG_FACTORS))
+def test_padding_edges_change_no_result(bag_factor):
+    """The same problem with its edges padded to a bucket, padded for 1,000 edges, and cut back to the
+    graph's own edges (no padding): the same marginals, beliefs and deltas."""
+    graph, bags = loopy_case(np.random.default_rng(19), 24, 37)
+    settings = BPSettings(lambda_s=0.7, lambda_b=0.5, bag_factor=bag_factor, max_iters=40, marginal_tol=1e-4)
+    bucket = build_problem(graph, bags, settings)
+    wide = build_problem(graph, bags, settings, edge_capacity=1000)
+    slots = 37 + (6 * len(bags.counts) if bag_factor == "clique" else 0)  # the clique's 6 pairs per bag
+    edges = ("senders", "receivers", "couplings")
+    cut = bucket._replace(**{name: getattr(bucket, name)[:, :slots] for name in edges})
+    assert slots < bucket.senders.shape[1] < 1000 <= wide.senders.shape[1]
+    for padded in (bucket, wide):
+        for name in edges:
+            np.testing.assert_array_equal(np.asarray(getattr(padded, name))[:, slots:], 0, err_msg=name)
+    expected = solve(cut, settings)
+    assert int(expected.n_iters) > 1
+    for padded in (bucket, wide):
+        for a, b in zip(solve(padded, settings), expected, strict=True):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6)
+
+
+def test_graphs_of_one_bucket_share_the_compiled_loop():
+    """Two graphs of 70 and 90 edges (LLP-BP's rounds: kNN graphs of different edge counts) compile the loop
+    once when padded for 120 edges (n k for kNN graphs of n = 24, k = 5), twice on their own buckets."""
+    rng = np.random.default_rng(20)
+    graphs = [loopy_case(rng, 24, n_edges) for n_edges in (70, 90)]
+
+    def compiles(edge_capacity, max_iters):  # max_iters: a loop that no other test compiled
+        before = loop._advance._cache_size()
+        for graph, bags in graphs:
+            run_bp(graph, bags, BPSettings(max_iters=max_iters), edge_capacity=edge_capacity)
+        return loop._advance._cache_size() - before
+
+    assert compiles(edge_capacity=0, max_iters=23) == 2  # buckets of 72 and 96 edges
+    assert compiles(edge_capacity=24 * 5, max_iters=24) == 1
+
+
+def test_marginal_tol_stops_early_with_the_exact_marginals_on_a_tree():
+    """On a tree BP stops on marginal_tol (after 14 iterations; 18 on tol alone, both at 1e-7) with the
+    marginals of enumeration."""
+    rng = np.random.default_rng(21)
+    n = 14
+    edges, bags = random_tree_factor_graph(rng, n, [2, 3, 5], 6)
+    unary = rng.normal(0.0, 1.0, n)
+    expected = brute_marginals(n, edges, bags, 0.8, 0.6, False, unary)
+    settings = BPSettings(lambda_s=0.8, lambda_b=0.6, max_iters=200, damping=0.3, tol=1e-7, marginal_tol=1e-7)
+    result = run(n, edges, bags, settings, unary)
+    n_iters = int(result.n_iters)
+    assert bool(result.converged) and n_iters < settings.max_iters
+    assert float(result.marginal_deltas[n_iters - 1]) < 1e-7 <= float(result.deltas[n_iters - 1])
+    np.testing.assert_allclose(np.asarray(result.marginals), expected, atol=1e-6)
+    on_messages = run(n, edges, bags, settings._replace(marginal_tol=0.0), unary)
+    assert (
+        int(on_messages.n_iters) > n_iters and float(on_messages.deltas[int(on_messages.n_iters) - 1]) < 1e-7
+    )
 
 
 def test_nodes_outside_bags_and_graph_keep_their_unary():
@@ -415,15 +492,17 @@ def clustered_knn_graph(rng, n, n_clusters):
 
 @pytest.mark.parametrize(
     "seed, hard, warning",
-    [(2, False, None), (2, True, None), (3, False, "did not converge")],
+    [(2, False, None), (2, True, None), (3, False, "outweighs the strongest such pull")],
     ids=["soft", "hard", "soft-warns"],
 )
 def test_a_large_lambda_s_honours_the_counts_or_says_why(seed, hard, warning):
     """lambda_s = 1e4 and one bag of 4,096: the similarity field of a member reaches 1e4 times its weighted
     degree (median 2.2). With bag messages capped at a fixed 1e3 the counts could pull no member positive:
     BP marked every member negative (count_gap -1.0 in all three cases). Now the messages do not converge
-    (a frozen, frustrated problem) but the marginals settle (the same gaps from 60 to 200 iterations): at
-    seed 2 on the counts (-0.014 soft, -0.001 hard), at seed 3 soft at -0.27, which run_bp reports."""
+    (a frozen, frustrated problem; the largest change is still 5 to 3,800 after 100 iterations) but the
+    marginals settle, and BP stops on marginal_tol after 31 to 66 iterations: at seed 2 on the counts
+    (-0.010 soft, -0.001 hard), at seed 3 soft at -0.28 (-0.27 after 100 iterations), which run_bp reports
+    with its cause: the similarity field outweighs the bag's pull."""
     rng = np.random.default_rng(seed)
     graph, labels = clustered_knn_graph(rng, 4096, 8)
     settings = BPSettings(lambda_s=1e4, hard_counts=hard)
@@ -586,9 +665,9 @@ def test_run_bp_on_a_bag_of_4096_stays_finite():
     keep = senders < receivers
     members = np.arange(n, dtype=np.int32).reshape(2, 4096)
     for settings in (
-        BPSettings(lambda_b=1e4, hard_counts=True, max_iters=5),
-        BPSettings(lambda_b=0.1, max_iters=5),
-        BPSettings(lambda_b=1e4, max_iters=5, temperature=0.0),
+        BPSettings(lambda_b=1e4, hard_counts=True, max_iters=5, marginal_tol=0.0),
+        BPSettings(lambda_b=0.1, max_iters=5, marginal_tol=0.0),
+        BPSettings(lambda_b=1e4, max_iters=5, temperature=0.0, marginal_tol=0.0),
     ):
         graph = graph_of(n, senders[keep], receivers[keep], rng.uniform(0.1, 1.0, keep.sum()))
         result = run_bp(graph, bags_of(members, [0.0, 4096.0]), settings)
@@ -680,8 +759,10 @@ def test_each_bag_factor_lays_out_its_bags():
     assert gaussian.bag_members.shape == (2, 3)
     clique = build_problem(graph, bags, BPSettings(bag_factor="clique"))
     assert clique.bag_members.shape == (2, 3)  # kept for BPResult.count_gap; they send no messages
-    assert clique.senders.shape == clique.receivers.shape == clique.couplings.shape == (2, 2 + 3 + 1)
-    np.testing.assert_array_equal(np.asarray(clique.receivers), np.asarray(clique.senders)[::-1])
+    # 2 similarity edges and 3 + 1 bag pairs, padded to the bucket of 8 edges
+    assert clique.senders.shape == clique.receivers.shape == clique.couplings.shape == (2, 8)
+    np.testing.assert_array_equal(np.asarray(clique.couplings)[:, 2:6], -2.0 * 10.0)
+    np.testing.assert_array_equal(np.asarray(clique.receivers)[:, :6], np.asarray(clique.senders)[::-1, :6])
     np.testing.assert_array_equal(np.asarray(count.field), np.asarray(gaussian.field))
 
 

@@ -9,7 +9,8 @@ import pytest
 from conftest import FAST
 from flax import nnx
 
-from llp_jax.bp import BPSettings, CountGapWarning
+from llp_jax.bp import BPSettings, CountGapWarning, loop
+from llp_jax.bp.problem import edge_bucket
 from llp_jax.data.bags import random_bags
 from llp_jax.experiment import run_experiment
 from llp_jax.graph import SimilarityGraph
@@ -41,12 +42,18 @@ def test_rounds_write_their_metrics(rounds, compose_config, tmp_path):
     assert [r["round"] for r in bp_records] == list(range(1, rounds + 1))
     for record in bp_records:
         assert record["bp_iterations"] in range(1, 21) and isinstance(record["bp_converged"], bool)
+        assert len(record["bp_marginal_deltas"]) == record["bp_iterations"]
+        assert record["bp_final_marginal_delta"] == record["bp_marginal_deltas"][-1] >= 0
         assert record["known_positives"] > 0 and record["graph_edges"] > 0
         assert np.isfinite(record["bp_count_gap"])
         assert 0 <= record["oracle/pseudo_label_auc"] <= 1 and 0 <= record["oracle/knn_label_agreement"] <= 1
         assert record["graph_build_s"] >= 0 and record["bp_s"] >= 0
     epochs = [r for r in records if "epoch" in r]
     assert sorted({r["round"] for r in epochs}) == list(range(0, rounds + 1))  # round 0: the warm start
+    round_ends = [r for r in records if r.get("event") == "round_end"]
+    assert [r["round"] for r in round_ends] == list(range(0, rounds + 1)) and all(
+        r["train_s"] > 0 for r in round_ends
+    )
     assert summary["method"] == "llp_bp" and (tmp_path / "metrics.json").exists()
     assert [r["event"] for r in records if r.get("event") == "output_calibration"] == ["output_calibration"]
 
@@ -56,6 +63,25 @@ def test_an_approximate_graph_logs_its_recall(compose_config, tmp_path):
     run_experiment(compose_config(*LLP_BP, "schedule.rounds=1", "graph.backend=faiss_hnsw"), tmp_path)
     (record,) = [r for r in read_records(tmp_path) if r.get("event") == "bp"]
     assert 0.9 <= record["graph_knn_recall"] <= 1
+
+
+def test_bp_compiles_once_per_run(compose_config, tmp_path, monkeypatch):
+    """Two rounds whose kNN graphs differ in their edge counts share one compiled BP loop: both problems are
+    padded for n k edges, the most a kNN graph can have (here their own buckets agree as well)."""
+    layouts, solve = [], loop.solve
+
+    def spy(problem, *args):
+        layouts.append((problem.field.shape[0], problem.senders.shape))
+        return solve(problem, *args)
+
+    monkeypatch.setattr(loop, "solve", spy)
+    loop._advance.clear_cache()
+    run_experiment(compose_config(*LLP_BP, "schedule.rounds=2", "graph.k=4"), tmp_path)
+    edges = [r["graph_edges"] for r in read_records(tmp_path) if r.get("event") == "bp"]
+    assert len(edges) == 2 and edges[0] != edges[1]  # so that the test means something
+    n = layouts[0][0]
+    assert layouts == [(n, (2, edge_bucket(n * 4)))] * 2
+    assert loop._advance._cache_size() == 1
 
 
 def test_dllp_warm_start_soft_labels_and_bag_loss(compose_config, tmp_path):

@@ -5,9 +5,10 @@
 
 All messages update in parallel every iteration (DESIGN.md section 3), with damping
 m <- damping m_old + (1 - damping) m_new. The iterations run in one `jax.lax.while_loop` (stop when the
-largest message change falls below `tol`) or, with `early_stop=False`, one `jax.lax.scan` of exactly
-`max_iters` iterations (differentiable). `progress=True` runs the same compiled loop in 20 chunks of
-iterations on the host and shows a tqdm bar per chunk; without it there is no per-iteration output.
+largest message change falls below `tol` or the mean marginal change below `marginal_tol`) or, with
+`early_stop=False`, one `jax.lax.scan` of exactly `max_iters` iterations (differentiable).
+`progress=True` runs the same compiled loop in 20 chunks of iterations on the host and shows a tqdm bar
+per chunk; without it there is no per-iteration output.
 
 Bag messages are clipped to +-cap, cap = max_i reach_i + 1e3 max(1, T) (BPProblem.reach: how far the rest
 of a belief can lie from 0). A message at the cap decides its member whatever the rest of its belief says,
@@ -55,7 +56,10 @@ class BPResult(NamedTuple):
     """marginals: float32[n] P(y_i = 1) (at T = 0: 1, 0 or 1/2 by the sign of log_odds).
     log_odds: float32[n] the beliefs B_i; log-odds of the marginal at T = 1, sigmoid(B_i / T) otherwise.
     deltas: float32[max_iters] largest |message change| of each iteration; NaN for iterations not run.
-    n_iters: int32[] iterations run; converged: bool[] the last delta is below tol.
+    marginal_deltas: float32[max_iters] mean over the nodes of |change of sigmoid(B_i / T)| in each
+    iteration (in max-product of sigmoid(B_i)); NaN for iterations not run.
+    n_iters: int32[] iterations run; converged: bool[] the last delta is below tol or the last marginal
+    delta below marginal_tol.
     count_gap: float32[] (sum of the marginals of the bags' members - sum_b k_b) / max(sum_b k_b, 1): 0 when
     the pseudo-labels hold the bags' total count, -1 when they mark every member negative (0 without bags).
     """
@@ -63,6 +67,7 @@ class BPResult(NamedTuple):
     marginals: jax.Array
     log_odds: jax.Array
     deltas: jax.Array
+    marginal_deltas: jax.Array
     n_iters: jax.Array
     converged: jax.Array
     count_gap: jax.Array
@@ -86,19 +91,24 @@ class _Numbers(NamedTuple):
     lambda_b: jax.Array
     damping: jax.Array
     tol: jax.Array
+    marginal_tol: jax.Array
     temperature: jax.Array
     message_cap: jax.Array
 
 
 class _State(NamedTuple):
-    """pair: float32[2, n_edges]; bag: float32[n_bags, width]; it: int32[]; deltas: float32[max_iters];
-    last_delta: float32[] (inf before the first iteration)."""
+    """pair: float32[2, n_slots]; bag: float32[n_bags, width]; beliefs: float32[n] those of pair and bag;
+    it: int32[]; deltas, marginal_deltas: float32[max_iters]; last_delta, last_marginal_delta: float32[]
+    (inf before the first iteration)."""
 
     pair: jax.Array
     bag: jax.Array
+    beliefs: jax.Array
     it: jax.Array
     deltas: jax.Array
+    marginal_deltas: jax.Array
     last_delta: jax.Array
+    last_marginal_delta: jax.Array
 
 
 def run_bp(
@@ -107,6 +117,7 @@ def run_bp(
     settings: BPSettings | None = None,
     unary=None,
     progress: bool = False,
+    edge_capacity: int = 0,
 ) -> BPResult:
     """Marginals of the LLP Gibbs distribution by loopy BP.
 
@@ -114,12 +125,13 @@ def run_bp(
     edge once with senders < receivers, weights w_ij; distances are not used). bags: `llp_jax.data.Bags`
     (members, mask and counts k_b; the sizes come from the mask); bags must be disjoint; None: no bags.
     settings: None for BPSettings(). unary: float32[n_nodes] extra log-odds added to every node
-    (None: 0). progress: tqdm bar over chunks of iterations.
+    (None: 0). progress: tqdm bar over chunks of iterations. edge_capacity: the most similarity edges
+    of the graphs that should share one compiled loop (`build_problem`; e.g. n k for kNN graphs).
     Warns (CountGapWarning) when the marginals miss the bags' total count by more than
     COUNT_GAP_WARNING (BPResult.count_gap), naming the likely causes.
     """
     settings = BPSettings() if settings is None else settings
-    problem = build_problem(graph, bags, settings, unary)
+    problem = build_problem(graph, bags, settings, unary, edge_capacity)
     result = solve(problem, settings, progress)
     if abs(float(result.count_gap)) > COUNT_GAP_WARNING:
         warnings.warn(_count_gap_causes(problem, check_settings(settings), result), CountGapWarning, 2)
@@ -137,7 +149,8 @@ def _count_gap_causes(problem: BPProblem, settings: BPSettings, result: BPResult
         n_iters = int(result.n_iters)
         text += (
             f" BP did not converge: the largest message change was {float(result.deltas[n_iters - 1]):.3g} "
-            f"after {n_iters} iterations (more iterations, more damping or a smaller lambda_s may help)."
+            f"and the mean marginal change {float(result.marginal_deltas[n_iters - 1]):.3g} after "
+            f"{n_iters} iterations (more iterations, more damping or a smaller lambda_s may help)."
         )
     if settings.hard_counts or BAG_FACTORS[settings.bag_factor].messages is None:
         return text
@@ -177,8 +190,10 @@ def solve(problem: BPProblem, settings: BPSettings | None = None, progress: bool
                 before = int(state.it)
                 state = _advance(problem, numbers, state, steps, static)
                 bar.update(int(state.it) - before)
-                bar.set_postfix(delta=f"{float(state.last_delta):.2e}")
-                if settings.early_stop and float(state.last_delta) < settings.tol:
+                bar.set_postfix(
+                    delta=f"{float(state.last_delta):.2e}", dp=f"{float(state.last_marginal_delta):.2e}"
+                )
+                if settings.early_stop and bool(_stopped(state, numbers)):
                     break
     return _result(problem, numbers, state, static)
 
@@ -194,20 +209,25 @@ def _split_settings(settings: BPSettings, problem: BPProblem) -> tuple[_Static, 
         max_iters=int(settings.max_iters),
         bags_per_chunk=per_chunk if per_chunk < problem.bag_members.shape[0] else None,
     )
+    floats = (settings.lambda_b, settings.damping, settings.tol, settings.marginal_tol, settings.temperature)
     numbers = _Numbers(
-        *(jnp.float32(v) for v in (settings.lambda_b, settings.damping, settings.tol, settings.temperature)),
+        *map(jnp.float32, floats),
         message_cap=jnp.max(problem.reach) + _FORCING_MARGIN * max(1.0, settings.temperature),
     )
     return static, numbers
 
 
 def _initial_state(problem: BPProblem, max_iters: int) -> _State:
+    """No messages yet: every belief is its node's field."""
     return _State(
         pair=jnp.zeros(problem.senders.shape, jnp.float32),
         bag=jnp.zeros(problem.bag_members.shape, jnp.float32),
+        beliefs=problem.field,
         it=jnp.int32(0),
         deltas=jnp.full((max_iters,), jnp.nan, jnp.float32),
+        marginal_deltas=jnp.full((max_iters,), jnp.nan, jnp.float32),
         last_delta=jnp.float32(jnp.inf),
+        last_marginal_delta=jnp.float32(jnp.inf),
     )
 
 
@@ -219,9 +239,21 @@ def _beliefs(problem: BPProblem, pair: jax.Array, bag: jax.Array) -> jax.Array:
     return beliefs + jax.ops.segment_sum(bag_in, problem.bag_members.ravel(), n)
 
 
+def _tempered_marginals(beliefs: jax.Array, numbers: _Numbers, static: _Static) -> jax.Array:
+    """sigmoid(B_i / T): float32[n] from beliefs float32[n], the marginals at T > 0; in max-product
+    sigmoid(B_i), whose change tells when the beliefs settle (its marginals, 0, 1 or 1/2, only jump)."""
+    return jax.nn.sigmoid(beliefs if static.max_product else beliefs / numbers.temperature)
+
+
+def _stopped(state: _State, numbers: _Numbers) -> jax.Array:
+    """bool[]: the last iteration changed no message by tol or more, or the marginals by less than
+    marginal_tol on average (marginal_tol = 0: messages only)."""
+    return (state.last_delta < numbers.tol) | (state.last_marginal_delta < numbers.marginal_tol)
+
+
 def _step(problem: BPProblem, numbers: _Numbers, static: _Static, state: _State) -> _State:
-    """One parallel, damped update of every message."""
-    beliefs = _beliefs(problem, state.pair, state.bag)
+    """One parallel, damped update of every message, and the beliefs they give."""
+    beliefs = state.beliefs
     keep = numbers.damping
     pair = pairwise_messages(
         beliefs, state.pair, problem.senders, problem.couplings, numbers.temperature, static.max_product
@@ -239,19 +271,31 @@ def _step(problem: BPProblem, numbers: _Numbers, static: _Static, state: _State)
         new = jnp.clip(new, -numbers.message_cap, numbers.message_cap)
         bag = keep * state.bag + (1.0 - keep) * new
         delta = jnp.maximum(delta, jnp.max(jnp.abs(bag - state.bag)))
-    return _State(pair, bag, state.it + 1, state.deltas.at[state.it].set(delta), delta)
+    new_beliefs = _beliefs(problem, pair, bag)
+    change = _tempered_marginals(new_beliefs, numbers, static) - _tempered_marginals(beliefs, numbers, static)
+    marginal_delta = jnp.mean(jnp.abs(change))
+    return _State(
+        pair,
+        bag,
+        new_beliefs,
+        state.it + 1,
+        state.deltas.at[state.it].set(delta),
+        state.marginal_deltas.at[state.it].set(marginal_delta),
+        delta,
+        marginal_delta,
+    )
 
 
 def _advance_impl(
     problem: BPProblem, numbers: _Numbers, state: _State, steps: int, static: _Static
 ) -> _State:
-    """Run `steps` iterations (fewer if early_stop and the largest change falls below tol)."""
+    """Run `steps` iterations (fewer if early_stop and `_stopped`)."""
     if not static.early_stop:
         state, _ = jax.lax.scan(lambda s, _: (_step(problem, numbers, static, s), None), state, length=steps)
         return state
     stop = state.it + steps
     return jax.lax.while_loop(
-        lambda s: (s.it < stop) & (s.last_delta >= numbers.tol),
+        lambda s: (s.it < stop) & ~_stopped(s, numbers),
         lambda s: _step(problem, numbers, static, s),
         state,
     )
@@ -260,19 +304,26 @@ def _advance_impl(
 _advance = jax.jit(_advance_impl, static_argnums=(3, 4))
 
 
-@jax.jit
-def _marginals(beliefs: jax.Array, temperature: jax.Array) -> jax.Array:
-    return jax.nn.sigmoid(beliefs / temperature)
-
-
-def _result(problem: BPProblem, numbers: _Numbers, state: _State, static: _Static) -> BPResult:
-    beliefs = _beliefs(problem, state.pair, state.bag)
+def _result_impl(problem: BPProblem, numbers: _Numbers, state: _State, static: _Static) -> BPResult:
+    beliefs = state.beliefs
     if static.max_product:
         # the belief's dtype: Python constants alone come out float64 under jax_enable_x64
         marginals = jnp.where(beliefs > 0, 1.0, jnp.where(beliefs < 0, 0.0, 0.5)).astype(beliefs.dtype)
     else:
-        marginals = _marginals(beliefs, numbers.temperature)
+        marginals = _tempered_marginals(beliefs, numbers, static)
     counts = jnp.sum(problem.bag_counts)
     in_bags = jnp.sum(jnp.where(problem.bag_mask, marginals[problem.bag_members], 0.0))
     count_gap = (in_bags - counts) / jnp.maximum(counts, 1.0)
-    return BPResult(marginals, beliefs, state.deltas, state.it, state.last_delta < numbers.tol, count_gap)
+    return BPResult(
+        marginals,
+        beliefs,
+        state.deltas,
+        state.marginal_deltas,
+        state.it,
+        _stopped(state, numbers),
+        count_gap,
+    )
+
+
+# One program rather than a dozen eager operations, each compiled anew for every new problem shape.
+_result = jax.jit(_result_impl, static_argnums=3)

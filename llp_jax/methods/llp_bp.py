@@ -245,18 +245,23 @@ def bp_pseudo_labels(
     settings: BPSettings,
     stop_on_count_gap: bool,
     progress: bool = False,
+    edge_capacity: int = 0,
 ) -> tuple[np.ndarray, dict]:
     """BP marginals P(y_i = 1): float32[graph.n_nodes] on the graph and the bags, with what a round logs
-    (edges, BP time, iterations, final delta, convergence). CountGapError, with the totals and the likely
-    causes, when `stop_on_count_gap` and the marginals miss the bags' total count by more than 10%: an
-    encoder trained on them would learn a base rate the counts contradict (BP at lambda_s = 1e4 and bags of
-    4,096 marked every row negative and the run went on, issue 12). Otherwise CountGapWarning."""
+    (edges, BP time, iterations, final deltas, convergence). edge_capacity: as `run_bp`'s, the most edges
+    of any round's graph, so that every round reuses one compiled BP loop. CountGapError, with the totals
+    and the likely causes, when `stop_on_count_gap` and the marginals miss the bags' total count by more
+    than 10%: an encoder trained on them would learn a base rate the counts contradict (BP at
+    lambda_s = 1e4 and bags of 4,096 marked every row negative and the run went on, issue 12). Otherwise
+    CountGapWarning."""
     start = time.perf_counter()
     with warnings.catch_warnings():
         if stop_on_count_gap:
             warnings.simplefilter("error", CountGapWarning)
         try:
-            result = run_bp(graph, bags, settings, unary=unary, progress=progress)
+            result = run_bp(
+                graph, bags, settings, unary=unary, progress=progress, edge_capacity=edge_capacity
+            )
         except CountGapWarning as gap:
             raise CountGapError(
                 f"{gap} LLP-BP stops rather than train on pseudo-labels that contradict the bag counts; "
@@ -269,10 +274,12 @@ def bp_pseudo_labels(
         "bp_s": time.perf_counter() - start,
         "bp_iterations": n_iters,
         "bp_final_delta": float(result.deltas[n_iters - 1]),
+        "bp_final_marginal_delta": float(result.marginal_deltas[n_iters - 1]),
         "bp_converged": bool(result.converged),
         # (sum of members' marginals - sum of counts) / sum of counts: 0 when BP holds the bags' totals
         "bp_count_gap": float(result.count_gap),
-        "bp_deltas": [float(delta) for delta in result.deltas[:n_iters]],  # the convergence curve
+        "bp_deltas": [float(delta) for delta in result.deltas[:n_iters]],  # the convergence curves
+        "bp_marginal_deltas": [float(delta) for delta in result.marginal_deltas[:n_iters]],
         "bp_marginals_histogram": np.histogram(marginals, bins=MARGINAL_BINS, range=(0.0, 1.0))[0].tolist(),
     }
     return marginals, record
@@ -370,20 +377,23 @@ def fit_schedule(
     schedule, progress = settings.schedule, settings.train.progress
     x = data.train.x
     covariates, unary, result, rounds = x.reshape(len(x), -1), None, None, []
+    edge_capacity = len(x) * settings.graph.k  # a kNN graph of n points has at most n k edges
     if schedule.warm_start != "none":
         warm_start = WARM_STARTS[schedule.warm_start]
+        start = time.perf_counter()
         result = warm_start(
             data, train_bags, val_bags, settings, stream_key(key, "warm_start"), _tagged(log, "round", 0)
         )
-        rounds.append(_round_end(result, 0, log))
+        rounds.append(_round_end(result, 0, log, time.perf_counter() - start))
     for round_index in range(1, schedule.rounds + 1):
         unary_record = {}
         if result is not None:
             logits, covariates = predict(result.model, x, settings.train.eval_batch_size)
             unary, unary_record = prior_unary(logits, train_bags, schedule)
         graph, graph_time = timed_graph(covariates, settings.graph, progress)
+        stop_on_count_gap = schedule.labels != PseudoLabels.topk
         marginals, record = bp_pseudo_labels(
-            graph, train_bags, unary, settings.bp, schedule.labels != PseudoLabels.topk, progress
+            graph, train_bags, unary, settings.bp, stop_on_count_gap, progress, edge_capacity
         )
         targets = pseudo_labels(marginals, train_bags, schedule)
         members = train_bags.members[train_bags.mask]
@@ -400,6 +410,7 @@ def fit_schedule(
             record.update(oracle_diagnostics(data.train.y, marginals, graph, train_bags))
         _tagged(log, "round", round_index)({"event": "bp", **record})
         round_key = stream_key(key, "round", round_index)
+        start = time.perf_counter()
         result = fit_with_loss(
             data,
             train_bags,
@@ -411,7 +422,7 @@ def fit_schedule(
             targets,
             model=_round_model(data, train_bags, settings, round_key),
         )
-        rounds.append(_round_end(result, round_index, log))
+        rounds.append(_round_end(result, round_index, log, time.perf_counter() - start))
     if schedule.keep_best_round:  # the lowest criterion; on a tie the later round
         _, best_round, result = min(rounds, key=lambda entry: (entry[0], -entry[1]))
         log({"event": "best_round", "best_round": best_round})
@@ -422,11 +433,12 @@ def fit_schedule(
     return result._replace(model=encoder)
 
 
-def _round_end(result: TrainResult, round_index: int, log: Callable[[dict], None]) -> tuple:
-    """(validation criterion of the round's selected epoch, round, result), the criterion logged."""
+def _round_end(result: TrainResult, round_index: int, log: Callable[[dict], None], train_s: float) -> tuple:
+    """(validation criterion of the round's selected epoch, round, result), the criterion logged with the
+    seconds the round's encoder took to train (train_s, its compilations included)."""
     value = result.history[result.best_epoch - 1]["selection_loss"]
     _tagged(log, "round", round_index)(
-        {"event": "round_end", "selection_loss": value, "best_epoch": result.best_epoch}
+        {"event": "round_end", "selection_loss": value, "best_epoch": result.best_epoch, "train_s": train_s}
     )
     return value, round_index, result
 
