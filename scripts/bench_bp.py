@@ -8,6 +8,12 @@ steady-state run time of `--iters` iterations (early stop off), with `block_unti
     python scripts/bench_bp.py --n 100000 --bag-size 8 --k 5 --mode clique
     python scripts/bench_bp.py --n 100000 --bag-size 2048 --k 5 --mode count
 
+--compare REV also times the count factor of llp_jax/bp/factors.py at the git revision REV (default HEAD) on
+the same problem in the same run, alternating with today's (the exact tree, FULL_WINDOWS, as a third),
+and prints per-iteration times, their ratio and the largest difference of the marginals:
+
+    python scripts/bench_bp.py --n 1000000 --bag-size 2048 --mode count --iters 10 --compare HEAD
+
 --pgmax also times PGMax 0.6.1 (the paper's BP library) on the identical factor graph in clique mode. It
 is a benchmark opponent only: install it in the benchmark's own environment, e.g.
     python -m venv /tmp/pgmax-venv && /tmp/pgmax-venv/bin/pip install jax numpy pandas tqdm numba scipy \
@@ -18,9 +24,12 @@ and run this script with that interpreter.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib.util
 import itertools
 import json
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -30,7 +39,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # llp_jax, also from a benchmark-only venv
 
-from llp_jax.bp import BAG_FACTORS, BPProblem, BPSettings, build_problem, solve  # noqa: E402
+from llp_jax.bp import BAG_FACTORS, BPProblem, BPSettings, build_problem, factors, solve  # noqa: E402
 from llp_jax.data.bags import Bags  # noqa: E402
 from llp_jax.graph import SimilarityGraph  # noqa: E402
 
@@ -77,6 +86,53 @@ def bench_llp_jax(problem: BPProblem, settings: BPSettings, repeats: int):
     runs = [timed(lambda: solve(problem, settings))[1] for _ in range(repeats)]
     run_s = statistics.median(runs)
     return result.marginals, int(result.n_iters), max(0.0, first - run_s), run_s
+
+
+def factors_at(revision: str):
+    """llp_jax/bp/factors.py as it was at a git revision of this repository, imported as a module."""
+    root = Path(__file__).resolve().parents[1]
+    source = subprocess.run(
+        ["git", "-C", str(root), "show", f"{revision}:llp_jax/bp/factors.py"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    module = importlib.util.module_from_spec(importlib.util.spec_from_loader(f"factors_{revision}", None))
+    exec(compile(source, f"{revision}:llp_jax/bp/factors.py", "exec"), module.__dict__)
+    return module
+
+
+@contextlib.contextmanager
+def count_factor(variant: str, baseline):
+    """The count factor's messages for one variant ("today", "exact": today's with FULL_WINDOWS, or
+    "baseline": `baseline.bag_count_messages`), with the compiled loops of the others dropped (the variant
+    is read when the loop is traced, and the loop's jit cache does not know it)."""
+    saved = BAG_FACTORS["count"]
+    if variant == "baseline":
+        BAG_FACTORS["count"] = saved._replace(messages=baseline.bag_count_messages)
+    factors.FULL_WINDOWS = variant == "exact"
+    jax.clear_caches()
+    try:
+        yield
+    finally:
+        BAG_FACTORS["count"] = saved
+        factors.FULL_WINDOWS = False
+        jax.clear_caches()
+
+
+def bench_compare(problem: BPProblem, settings: BPSettings, repeats: int, revision: str):
+    """Per-iteration times of the count factor at `revision`, today's, and today's exact tree, in rounds
+    that alternate them (so that the machine's load falls on all alike): {variant: (compile_s, [run_s per
+    round], marginals)}."""
+    baseline = factors_at(revision)
+    out = {}
+    for _ in range(repeats):
+        for variant in ("baseline", "today", "exact"):
+            with count_factor(variant, baseline):
+                marginals, _, compile_s, run_s = bench_llp_jax(problem, settings, 1)
+            previous = out.get(variant, (compile_s, [], marginals))
+            out[variant] = (previous[0], [*previous[1], run_s], marginals)
+    return out
 
 
 def bench_pgmax(problem: BPProblem, settings: BPSettings, repeats: int):
@@ -133,6 +189,13 @@ def main() -> None:
     parser.add_argument("--lambda-b", type=float, default=10.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--pgmax", action="store_true", help="also time PGMax 0.6.1 (clique mode only)")
+    parser.add_argument(
+        "--compare",
+        nargs="?",
+        const="HEAD",
+        metavar="REV",
+        help="count mode: also time the count factor of git revision REV (default HEAD), alternating",
+    )
     args = parser.parse_args()
     device = jax.devices()[0].device_kind
     for n, bag_size, k, mode in itertools.product(args.n, args.bag_size, args.k, args.mode):
@@ -150,10 +213,26 @@ def main() -> None:
             problem = merge_parallel_edges(problem)
         problem = jax.block_until_ready(problem)
         build_s = time.perf_counter() - start
-        marginals, iters, compile_s, run_s = bench_llp_jax(problem, settings, args.repeats)
-        common = dict(device=device, n=n, B=bag_size, k=k, mode=mode, iterations=iters)
+        common = dict(device=device, n=n, B=bag_size, k=k, mode=mode)
         common["n_similarity_edges"] = graph.n_edges
         common["n_pairwise_factors"] = int(problem.senders.shape[1])
+        if args.compare and mode == "count":
+            timed_variants = bench_compare(problem, settings, args.repeats, args.compare)
+            base_runs = timed_variants["baseline"][1]
+            for variant, (compile_s, runs, theirs) in timed_variants.items():
+                backend = f"llp_jax@{args.compare}" if variant == "baseline" else "llp_jax"
+                record = dict(backend=backend, variant=variant, **common, iterations=args.iters)
+                record["compile_s"] = compile_s
+                record["iteration_ms"] = [1e3 * r / args.iters for r in runs]  # one per round
+                record["median_iteration_ms"] = 1e3 * statistics.median(runs) / args.iters
+                record["speedup_vs_baseline"] = [b / r for b, r in zip(base_runs, runs, strict=True)]
+                record["max_abs_marginal_diff_vs_baseline"] = float(
+                    np.max(np.abs(np.asarray(theirs) - np.asarray(timed_variants["baseline"][2])))
+                )
+                print(json.dumps(record), flush=True)
+            continue
+        marginals, iters, compile_s, run_s = bench_llp_jax(problem, settings, args.repeats)
+        common["iterations"] = iters
         record = dict(backend="llp_jax", **common, compile_s=compile_s, run_s=run_s, graph_build_s=build_s)
         print(json.dumps(record), flush=True)
         if args.pgmax and mode == "clique":

@@ -19,7 +19,7 @@ from test_bp import (
     brute_marginals,
     dp_bag_message,
     graph_of,
-    hard_dp_bag_message,
+    quadratic_dp_bag_message,
     random_tree_factor_graph,
     run,
 )
@@ -208,8 +208,8 @@ def test_all_zero_and_all_one_bags_hold_at_a_large_lambda_b(sizes, bag_factor, h
 
 def lone_bag_oracle(unary, count, lambda_b, hard):
     """Marginals float64[|b|] of one bag without edges (a star: BP is exact): sigmoid(u_i + mu_i), mu the
-    float64 message of the bag to its member (O(|b|^2) for hard counts, O(|b|^3) for soft ones)."""
-    message = hard_dp_bag_message(unary, count) if hard else dp_bag_message(unary, count, lambda_b, False)
+    float64 message of the bag to its member (O(|b|^2))."""
+    message = quadratic_dp_bag_message(unary, count, lambda_b, hard)
     with np.errstate(over="ignore"):
         return 1.0 / (1.0 + np.exp(-(unary + message)))
 
