@@ -64,10 +64,12 @@ def synthetic_graph(n: int, bag_size: int, k: int, seed: int) -> tuple[Similarit
 
 def merge_parallel_edges(problem: BPProblem) -> BPProblem:
     """One factor per node pair (PGMax refuses two factors on the same variables): the couplings of a
-    bag pair that is also a similarity edge are summed, which leaves p(y) unchanged."""
+    bag pair that is also a similarity edge are summed, which leaves p(y) unchanged; the padding edges
+    (a node to itself, coupling 0: llp_jax.bp.problem) are dropped."""
     pairs = np.stack([np.asarray(problem.senders[0]), np.asarray(problem.receivers[0])])
-    unique, inverse = np.unique(pairs, axis=1, return_inverse=True)
-    couplings = np.bincount(inverse.ravel(), np.asarray(problem.couplings[0]), unique.shape[1])
+    real = pairs[0] != pairs[1]
+    unique, inverse = np.unique(pairs[:, real], axis=1, return_inverse=True)
+    couplings = np.bincount(inverse.ravel(), np.asarray(problem.couplings[0])[real], unique.shape[1])
     return problem._replace(
         senders=jax.numpy.asarray(unique, np.int32),
         receivers=jax.numpy.asarray(unique[::-1], np.int32),
@@ -145,8 +147,10 @@ def bench_pgmax(problem: BPProblem, settings: BPSettings, repeats: int):
     start = time.perf_counter()
     n = problem.field.shape[0]
     senders, receivers = np.asarray(problem.senders[0]), np.asarray(problem.receivers[0])
+    real = senders != receivers  # the padding edges (a node to itself, coupling 0) are no factors
+    senders, receivers = senders[real], receivers[real]
     n_edges = senders.shape[0]
-    couplings = np.asarray(problem.couplings[0], np.float32)
+    couplings = np.asarray(problem.couplings[0], np.float32)[real]
     variables = vgroup.NDVarArray(num_states=2, shape=(n,))
     graph = fgraph.FactorGraph(variable_groups=variables)
     potentials = np.zeros((n_edges, 2, 2), np.float32)
@@ -215,7 +219,7 @@ def main() -> None:
         build_s = time.perf_counter() - start
         common = dict(device=device, n=n, B=bag_size, k=k, mode=mode)
         common["n_similarity_edges"] = graph.n_edges
-        common["n_pairwise_factors"] = int(problem.senders.shape[1])
+        common["n_pairwise_factors"] = int(np.sum(problem.senders[0] != problem.receivers[0]))
         if args.compare and mode == "count":
             timed_variants = bench_compare(problem, settings, args.repeats, args.compare)
             base_runs = timed_variants["baseline"][1]
