@@ -211,7 +211,7 @@ def test_two_runs_started_at_once_get_two_folders_and_share_a_compilation_cache(
     assert any((tmp_path / "cache").iterdir()), "the compilation cache stayed empty"
 
 
-TIMINGS = ("wall_time_s", "epoch_time_s", "bp_s", "graph_build_s")
+TIMINGS = ("wall_time_s", "epoch_time_s", "bp_s", "graph_build_s", "train_s")
 
 
 def without_timings(records):

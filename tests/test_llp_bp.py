@@ -20,6 +20,7 @@ from llp_jax.methods.llp_bp import (
     bp_pseudo_labels,
     calibrate_head,
     choose_candidate,
+    counts_held,
     top_k_labels,
     warn_if_inconsistent,
 )
@@ -234,10 +235,28 @@ def test_auto_drops_a_candidate_whose_bp_misses_the_counts(monkeypatch, compose_
 
     monkeypatch.setattr(llp_bp, "run_bp", run_bp_missing_the_counts)
     auto = [*LLP_BP, "schedule=auto", "schedule.rounds=1"]
-    run_experiment(compose_config(*auto, 'schedule.candidates=["","labels=topk"]'), tmp_path / "one")
+    one = 'schedule.candidates=["labels=threshold","labels=topk"]'
+    run_experiment(compose_config(*auto, one), tmp_path / "one")
     records = read_records(tmp_path / "one")
     failed = [r for r in records if r.get("event") == "candidate_failed"]
     assert [r["candidate"] for r in failed] == [0] and "LLP-BP stops" in failed[0]["error"]
     assert [r["candidate"] for r in records if r.get("event") == "chosen"] == [1]  # topk keeps the counts
     with pytest.raises(CountGapError, match="schedule.labels=topk keeps every bag's count"):
-        run_experiment(compose_config(*auto, 'schedule.candidates=["","labels=threshold"]'), tmp_path / "all")
+        every = 'schedule.candidates=["labels=threshold","labels=threshold threshold=0.3"]'
+        run_experiment(compose_config(*auto, every), tmp_path / "all")
+
+
+def test_soft_labels_held_to_the_counts_keep_each_bags_order():
+    rng = np.random.default_rng(3)
+    labels = (rng.random(300) < 0.3).astype(np.int32)
+    bags = random_bags(300, 64, labels, seed=0)  # four bags of 64 and one of 44
+    marginals = rng.random(300).astype(np.float32) * 0.2  # far below every count
+    marginals[:5] = [0.0, 1.0, 0.0, 1.0, 0.5]  # exact 0 and 1 from float32 BP stay finite
+    held = counts_held(marginals, bags)
+    sums = np.where(bags.mask, held[bags.members], 0.0).sum(axis=1)
+    np.testing.assert_allclose(sums, bags.counts, atol=1e-3)
+    assert abs(np.where(bags.mask, marginals[bags.members], 0).sum(axis=1) - bags.counts).min() > 5
+    for members in (bags.members[b][bags.mask[b]] for b in range(bags.n_bags)):
+        order = np.argsort(marginals[members], kind="stable")
+        assert (np.diff(held[members][order]) >= 0).all()  # one shift of the log-odds per bag
+    assert np.isfinite(held).all() and ((held >= 0) & (held <= 1)).all()

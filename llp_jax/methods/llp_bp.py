@@ -21,10 +21,12 @@ from functools import partial
 from typing import NamedTuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from llp_jax.bp import BPSettings, CountGapWarning, check_settings, run_bp
+from llp_jax.bp import COUNT_GAP_WARNING, BPSettings, CountGapWarning, check_settings, run_bp
+from llp_jax.bp.factors import tilt
 from llp_jax.data.bags import Bags
 from llp_jax.data.dataset import Dataset
 from llp_jax.graph import GraphSettings, SimilarityGraph, build_graph, check_graph_settings
@@ -193,6 +195,26 @@ def pseudo_labels(marginals: np.ndarray, bags: Bags, schedule: ScheduleSettings)
     return top_k_labels(marginals, bags)
 
 
+def counts_held(marginals: np.ndarray, bags: Bags) -> np.ndarray:
+    """float32[n]: the marginals float32[n] with each bag's members' log-odds shifted by one number per bag
+    (llp_jax.bp.factors.tilt) so that they sum to the bag's count k_b (kept within [1/2, |b| - 1/2]); the
+    order within a bag is unchanged, rows in no bag keep theirs. The closest distribution of independent
+    labels (in KL) whose expected count is k_b: what exact marginals under a hard count satisfy, and soft
+    pseudo-labels are held to when BP's miss the counts (LLP-BP, `fit_schedule`)."""
+    p = np.clip(marginals[bags.members].astype(np.float64), _CLIP, 1.0 - _CLIP)
+    logits = jnp.asarray(np.log(p) - np.log1p(-p), jnp.float32)
+    theta = tilt(
+        logits, jnp.asarray(bags.mask), jnp.asarray(bags.counts, jnp.float32), jnp.float32(0.0), True
+    )
+    held = np.asarray(jax.nn.sigmoid(logits + theta[:, None]))
+    out = marginals.astype(np.float32).copy()
+    out[bags.members[bags.mask]] = held[bags.mask]
+    return out
+
+
+_CLIP = 1e-12  # marginals of exactly 0 or 1 (float32 BP) as finite log-odds, +-27.6
+
+
 def top_k_labels(marginals: np.ndarray, bags: Bags) -> np.ndarray:
     """float32[n]: 1 for the round(k_b) members of each bag with the highest marginals (k_b + 1/2 rounded
     down; ties in slot order), 0 elsewhere, so that each bag's pseudo-labels sum to its count.
@@ -225,7 +247,8 @@ def warn_if_inconsistent(round_index: int, predicted: float, known: float) -> bo
 
 class CountGapError(FloatingPointError):
     """BP's marginals miss the bags' total count by more than llp_jax.bp.COUNT_GAP_WARNING, and the
-    pseudo-labels would carry that error (every label mode but topk, which holds each bag's count)."""
+    pseudo-labels would carry that error (labels=threshold; soft labels are held to the counts instead,
+    `counts_held`, and topk labels hold them by construction)."""
 
 
 def timed_graph(
@@ -391,10 +414,19 @@ def fit_schedule(
             logits, covariates = predict(result.model, x, settings.train.eval_batch_size)
             unary, unary_record = prior_unary(logits, train_bags, schedule)
         graph, graph_time = timed_graph(covariates, settings.graph, progress)
-        stop_on_count_gap = schedule.labels != PseudoLabels.topk
+        stop_on_count_gap = schedule.labels == PseudoLabels.threshold  # soft: held below; topk holds them
         marginals, record = bp_pseudo_labels(
             graph, train_bags, unary, settings.bp, stop_on_count_gap, progress, edge_capacity
         )
+        if schedule.labels == PseudoLabels.soft and abs(record["bp_count_gap"]) > COUNT_GAP_WARNING:
+            logger.warning(
+                "round %d: BP's marginals miss the bag counts by %.1f%%; the soft pseudo-labels are held to "
+                "each bag's count (counts_held)",
+                round_index,
+                100 * record["bp_count_gap"],
+            )
+            marginals = counts_held(marginals, train_bags)
+            record["pseudo_labels_counts_held"] = True
         targets = pseudo_labels(marginals, train_bags, schedule)
         members = train_bags.members[train_bags.mask]
         record.update(
