@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 import math
 import warnings
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -430,6 +431,25 @@ def test_graphs_of_one_bucket_share_the_compiled_loop():
 
     assert compiles(edge_capacity=0, max_iters=23) == 2  # buckets of 72 and 96 edges
     assert compiles(edge_capacity=24 * 5, max_iters=24) == 1
+
+
+def test_saturated_marginals_do_not_stop_bp_while_its_messages_still_move():
+    """At lambda_s = 1e4 and bags of 4,096 the first iteration changed messages by 8.5e4 and no marginal
+    (all at 0): the marginals' rule alone declared BP converged at count_gap -1."""
+    numbers = loop._Numbers(*(jnp.float32(0.0),) * len(loop._Numbers._fields))._replace(
+        tol=jnp.float32(1e-4), marginal_tol=jnp.float32(1e-5)
+    )
+    moving = dict(last_delta=jnp.float32(8.5e4), last_marginal_delta=jnp.float32(0.0))
+    settled = dict(last_delta=jnp.float32(0.5), last_marginal_delta=jnp.float32(0.0))
+    assert not bool(loop._stopped(_Last(**moving), numbers))
+    assert bool(loop._stopped(_Last(**settled), numbers))
+    messages_only = dict(last_delta=jnp.float32(5e-5), last_marginal_delta=jnp.float32(1.0))
+    assert bool(loop._stopped(_Last(**messages_only), numbers))
+
+
+class _Last(NamedTuple):
+    last_delta: jax.Array
+    last_marginal_delta: jax.Array
 
 
 def test_marginal_tol_stops_early_with_the_exact_marginals_on_a_tree():
