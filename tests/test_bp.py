@@ -780,6 +780,7 @@ def test_each_window_neglects_less_than_its_tail_bound():
     assert factors.window_length(2048) < 2049 / 6  # the windows do cut the work at the bags of issue 13
 
 
+@pytest.mark.slow  # 30 s; the default set checks the windows against the float64 DP at 4,096
 def test_windows_agree_with_the_exact_tree(monkeypatch):
     """The windowed tree against the whole supports (FULL_WINDOWS, traced afresh), both float32, on bags
     of 1,024 with a padded row, soft and hard: equal to float32 rounding."""
