@@ -12,7 +12,7 @@ from hydra.errors import ConfigCompositionException
 from omegaconf.errors import ConfigKeyError
 
 from llp_jax.checkpoint import load_encoder
-from llp_jax.config import resolve
+from llp_jax.config import compose, resolve
 from llp_jax.data import load_dataset
 from llp_jax.experiment import run_experiment
 from llp_jax.methods import llp_bp
@@ -222,10 +222,21 @@ def jsonl(folder):
     return [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
 
 
+RESUMED = [*FAST, "method=llp_bp", "bp.max_iters=20", "train.epochs=3", "train.checkpoint_every=1"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """(summary, folder) of the run that the killed runs must resume to, run once for both."""
+    folder = tmp_path_factory.mktemp("whole")
+    return run_experiment(compose(*RESUMED), folder), folder
+
+
 @pytest.mark.parametrize("kill", ["round 2 BP", "round 2 epoch 2"])
-def test_a_killed_run_resumes_to_the_uninterrupted_result(kill, compose_config, tmp_path, monkeypatch):
-    overrides = [*FAST, "method=llp_bp", "bp.max_iters=20", "train.epochs=3", "train.checkpoint_every=1"]
-    whole = run_experiment(compose_config(*overrides), tmp_path / "whole")
+def test_a_killed_run_resumes_to_the_uninterrupted_result(
+    kill, uninterrupted, compose_config, tmp_path, monkeypatch
+):
+    overrides, (whole, whole_folder) = RESUMED, uninterrupted
     target, calls = ((llp_bp, "bp_pseudo_labels"), 2) if kill == "round 2 BP" else ((loop, "train_epoch"), 8)
     real, count = getattr(*target), []
 
@@ -246,5 +257,5 @@ def test_a_killed_run_resumes_to_the_uninterrupted_result(kill, compose_config, 
         run_experiment(compose_config(*overrides, "seed=1", "train.resume=true"), tmp_path / "run")
     resumed = run_experiment(compose_config(*overrides, "train.resume=true"), tmp_path / "run")
     assert without_timings([resumed]) == without_timings([whole])
-    assert without_timings(jsonl(tmp_path / "run")) == without_timings(jsonl(tmp_path / "whole"))
+    assert without_timings(jsonl(tmp_path / "run")) == without_timings(jsonl(whole_folder))
     assert not (tmp_path / "run" / "failed.json").exists() and not (tmp_path / "run" / "checkpoints").exists()
