@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import jax
 from flax import nnx
 
 from llp_jax.models import MODELS, Encoder, make_encoder, model_name
-from llp_jax.train.checkpoints import orbax_checkpoint
+from llp_jax.train.checkpoints import orbax_checkpoint, process_local
 
 CHECKPOINT_DIR = "encoder"
 # Beside the orbax folder: what rebuilds the module the state belongs to.
@@ -25,8 +26,8 @@ def save_encoder(model: Encoder, run_dir: str | Path) -> Path:
         "feature_shape": list(model.feature_shape),
     }
     (run_dir / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
-    checkpointer = orbax_checkpoint().StandardCheckpointer()
-    checkpointer.save(run_dir / CHECKPOINT_DIR, nnx.state(model), force=True)
+    checkpointer = orbax_checkpoint().StandardCheckpointer(multiprocessing_options=process_local())
+    checkpointer.save(run_dir / CHECKPOINT_DIR, jax.device_get(nnx.state(model)), force=True)  # host arrays
     checkpointer.wait_until_finished()
     return run_dir / CHECKPOINT_DIR
 

@@ -67,10 +67,11 @@ def main(cfg: DictConfig) -> float:
     log.info("config:\n%s", OmegaConf.to_yaml(cfg, resolve=True))
     use_compilation_cache(cfg.compilation_cache_dir)
     join_processes()  # several SLURM tasks or a named coordinator: one mesh over all their devices
+    first_process_dir = None
     if jax.process_index() > 0:  # every process runs the same program; the first writes the run folder
-        run_dir = str(Path(run_dir) / f"process{jax.process_index()}")
+        run_dir, first_process_dir = str(Path(run_dir) / f"process{jax.process_index()}"), run_dir
     try:
-        summary = run_experiment(cfg, run_dir)
+        summary = run_experiment(cfg, run_dir, first_process_dir)
     except USER_ERRORS as error:
         raise UserError(f"{type(error).__name__}: {error}") from error
     log.info(

@@ -81,14 +81,16 @@ def build_bags(data: Dataset, run: RunSettings) -> tuple[Bags, Bags]:
     return train, val
 
 
-def run_experiment(cfg: DictConfig, run_dir: str | Path) -> dict:
+def run_experiment(cfg: DictConfig, run_dir: str | Path, first_process_dir: str | Path | None = None) -> dict:
     """Run the method of `cfg` and return the final summary, also written to run_dir/metrics.json.
 
     The config is resolved and checked (llp_jax.config.resolve) before anything is written or loaded;
     run_dir must not hold another run (llp_jax.writers.claim_run_dir), unless the run resumes the
     unfinished run there (train.resume, or a SLURM requeue) with the same settings. A run that fails
     leaves run_dir/failed.json with its traceback, and the error is raised again. The training state is
-    checkpointed into run_dir/checkpoints while the run goes on (llp_jax.train.checkpoints)."""
+    checkpointed into run_dir/checkpoints while the run goes on (llp_jax.train.checkpoints).
+    first_process_dir: for process i > 0 of several processes of one run, the first process's run_dir,
+    whose checkpoints and encoder this process shares rather than writes (None: run_dir)."""
     start = time.perf_counter()
     run = resolve(cfg)
     run_dir = Path(run_dir)
@@ -105,7 +107,7 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path) -> dict:
             "job_type": logger.job_type,
             "notes": logger.notes,
         }
-    folder = run_dir / CHECKPOINTS
+    folder = Path(first_process_dir or run_dir) / CHECKPOINTS
     resume_from = None
     if _resuming(run, run_dir):
         _check_same_run(cfg, run_dir)
@@ -122,7 +124,8 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path) -> dict:
         writer.fail(error)
         raise
     writer.finish(summary)
-    shutil.rmtree(folder, ignore_errors=True)  # the run is finished and its encoder saved
+    if first_process_dir is None:
+        shutil.rmtree(folder, ignore_errors=True)  # the run is finished and its encoder saved
     return summary
 
 
@@ -183,7 +186,8 @@ def _run(cfg: DictConfig, run: RunSettings, run_dir: Path, log, start: float) ->
     data, train_bags, val_bags = load_inputs(run)
     key = stream_key(jax.random.key(run.seed), "method")
     result = METHODS[run.method_name].fit(data, train_bags, val_bags, run.method, key, log)
-    save_encoder(result.model, run_dir)
+    if jax.process_index() == 0:  # several processes: the same encoder, saved once in the first's folder
+        save_encoder(result.model, run_dir)
     test_logits, _ = predict(result.model, data.test.x, run.method.train.eval_batch_size)
     val_logits, _ = predict(result.model, data.val.x, run.method.train.eval_batch_size)
     val_scores = validation_bag_scores(val_logits, val_bags)  # of the classifier returned, per bag

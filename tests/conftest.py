@@ -1,6 +1,9 @@
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -43,3 +46,12 @@ def pytest_unconfigure(config):
 def compose_config():
     """compose_config(*overrides) -> the composed DictConfig, as the command line would see it."""
     return compose
+
+
+def run_script(*args, cwd, env=None) -> subprocess.Popen:
+    """scripts/train.py with the given arguments, started in `cwd` (stdout and stderr piped, as text)."""
+    root = Path(__file__).resolve().parents[1]
+    command = [sys.executable, str(root / "scripts" / "train.py"), *args]
+    return subprocess.Popen(
+        command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import FAST
+from conftest import FAST, run_script
 from hydra.errors import ConfigCompositionException
 from omegaconf.errors import ConfigKeyError
 
@@ -164,14 +164,6 @@ def test_the_optimized_metric_is_a_validation_criterion(compose_config, tmp_path
     # selection on the validation bags' count likelihood (the default); for DLLP the summary's criteria are
     # those of the selected epoch's model, which is the model returned
     assert summary["selection_loss"] == pytest.approx(summary["val_count_nll"], rel=1e-5)
-
-
-def run_script(*args, cwd, env=None):
-    root = Path(__file__).resolve().parents[1]
-    command = [sys.executable, str(root / "scripts" / "train.py"), *args]
-    return subprocess.Popen(
-        command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
 
 
 def test_sweep_jobs_get_a_folder_each_named_by_what_varies(tmp_path):

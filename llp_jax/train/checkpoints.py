@@ -21,6 +21,11 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import jax
+import numpy as np
+
+from llp_jax.sharding import replicate
+
 PROGRESS_FILE = "progress.json"
 
 
@@ -48,9 +53,15 @@ class FitCheckpoints:
         return self.every > 0 and epoch % self.every == 0
 
     def save(self, epoch: int, state, best, history: list[dict], done: bool) -> None:
-        """Save state (TrainState), best (BestEpoch) and the history after `epoch`, and wait for it."""
+        """Save state (TrainState), best (BestEpoch) and the history after `epoch`, and wait for it. Of
+        several processes of one run only the first writes (the others hold the same replicated state and
+        restore from its folder)."""
+        if jax.process_index() > 0:
+            return
         ocp = orbax_checkpoint()
-        tree = {"params": state.params, "opt_state": state.opt_state, "best_params": best.params}
+        tree = jax.device_get(  # host copies, which every process can read back (`process_local`)
+            {"params": state.params, "opt_state": state.opt_state, "best_params": best.params}
+        )
         meta = {"epoch": epoch, "best_epoch": best.epoch, "best_loss": best.selection_loss}
         meta |= {"history": history, "done": done}
         args = ocp.args.Composite(state=ocp.args.StandardSave(tree), meta=ocp.args.JsonSave(meta))
@@ -67,9 +78,10 @@ class FitCheckpoints:
             return None
         ocp = orbax_checkpoint()
         tree = {"params": template.params, "opt_state": template.opt_state, "best_params": template.params}
-        args = ocp.args.Composite(state=ocp.args.StandardRestore(tree), meta=ocp.args.JsonRestore())
+        host = jax.tree.map(lambda leaf: np.zeros(leaf.shape, leaf.dtype), tree)  # as saved: host arrays
+        args = ocp.args.Composite(state=ocp.args.StandardRestore(host), meta=ocp.args.JsonRestore())
         restored = manager.restore(step, args=args)
-        tree, meta = restored["state"], restored["meta"]
+        tree, meta = replicate(restored["state"]), restored["meta"]  # several devices: on each, once
         state = type(template)(tree["params"], tree["opt_state"])
         best = (meta["best_epoch"], meta["best_loss"], tree["best_params"])
         return FitCheckpoint(meta["epoch"], state, best, meta["history"], meta["done"])
@@ -77,7 +89,10 @@ class FitCheckpoints:
     def _manager_(self):
         if self._manager is None:
             ocp = orbax_checkpoint()
-            options = ocp.CheckpointManagerOptions(max_to_keep=1, create=True)
+            self.folder.mkdir(parents=True, exist_ok=True)  # orbax refuses create=True for one process
+            options = ocp.CheckpointManagerOptions(
+                max_to_keep=1, create=False, multiprocessing_options=process_local()
+            )
             self._manager = ocp.CheckpointManager(self.folder.resolve(), options=options)
         return self._manager
 
@@ -124,6 +139,19 @@ def next_fit_checkpoints() -> FitCheckpoints | None:
     """The checkpoints of the next fit of the active run; None outside `checkpointing`."""
     checkpoints = _ACTIVE.get()
     return None if checkpoints is None else checkpoints.next_fit()
+
+
+def process_local():
+    """orbax's MultiprocessingOptions for a checkpoint that this process writes or reads alone. Of several
+    processes of one run (README, Several devices) the first writes the replicated state as host arrays and
+    every process reads it back. Under orbax's default, one checkpoint written by all processes together,
+    process 1 waited for process 0 to create a folder and timed out after 600 s (two CPU processes,
+    debug=fast); written by each process into its own folder, process 1's held no arrays (orbax writes
+    host arrays from process 0 only). One process: orbax's default."""
+    options = orbax_checkpoint().options.MultiprocessingOptions
+    if jax.process_count() == 1:
+        return options()
+    return options(primary_host=jax.process_index(), active_processes={jax.process_index()})
 
 
 def orbax_checkpoint():
