@@ -8,10 +8,12 @@ steady-state run time of `--iters` iterations (early stop off), with `block_unti
     python scripts/bench_bp.py --n 100000 --bag-size 8 --k 5 --mode clique
     python scripts/bench_bp.py --n 100000 --bag-size 2048 --k 5 --mode count
 
---compare REV also times the count factor of llp_jax/bp/factors.py at the git revision REV (default HEAD) on
-the same problem in the same run, alternating with today's (the exact tree, FULL_WINDOWS, as a third),
-and prints per-iteration times, their ratio and the largest difference of the marginals:
+--compare-engine REV times the whole engine (llp_jax.bp: problem layout, loop and factors) of the git
+revision REV on the same graph and bags in the same process, alternating rounds with today's, and prints
+per-iteration times per round, their ratio and the largest difference of the marginals; --compare REV
+(count mode) swaps in only REV's count factor, with today's exact tree (FULL_WINDOWS) as a third variant:
 
+    python scripts/bench_bp.py --n 1000000 --bag-size 2048 --mode count --iters 10 --compare-engine cc88151
     python scripts/bench_bp.py --n 1000000 --bag-size 2048 --mode count --iters 10 --compare HEAD
 
 --pgmax also times PGMax 0.6.1 (the paper's BP library) on the identical factor graph in clique mode. It
@@ -24,15 +26,22 @@ and run this script with that interpreter.
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
-import importlib.util
+import functools
+import importlib
+import io
 import itertools
 import json
+import shutil
 import statistics
 import subprocess
 import sys
+import tarfile
+import tempfile
 import time
 from pathlib import Path
+from types import ModuleType
 
 import jax
 import numpy as np
@@ -90,22 +99,37 @@ def bench_llp_jax(problem: BPProblem, settings: BPSettings, repeats: int):
     return result.marginals, int(result.n_iters), max(0.0, first - run_s), run_s
 
 
-def factors_at(revision: str):
-    """llp_jax/bp/factors.py as it was at a git revision of this repository, imported as a module."""
+def engine_at(revision: str) -> ModuleType:
+    """llp_jax.bp as it was at a git revision of this repository: `git archive REV llp_jax` unpacked into a
+    temporary folder (kept until exit) and imported as llp_jax while today's modules are set aside, which
+    are put back afterwards; the revision's functions keep their own modules' globals."""
     root = Path(__file__).resolve().parents[1]
-    source = subprocess.run(
-        ["git", "-C", str(root), "show", f"{revision}:llp_jax/bp/factors.py"],
-        capture_output=True,
-        text=True,
-        check=True,
+    archive = subprocess.run(
+        ["git", "-C", str(root), "archive", revision, "llp_jax"], capture_output=True, check=True
     ).stdout
-    module = importlib.util.module_from_spec(importlib.util.spec_from_loader(f"factors_{revision}", None))
-    exec(compile(source, f"{revision}:llp_jax/bp/factors.py", "exec"), module.__dict__)
-    return module
+    folder = tempfile.mkdtemp(prefix=f"llp_jax_{revision}_")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(folder, filter="data")
+
+    def ours(name: str) -> bool:
+        return name == "llp_jax" or name.startswith("llp_jax.")
+
+    today = {name: module for name, module in sys.modules.items() if ours(name)}
+    for name in today:
+        del sys.modules[name]
+    sys.path.insert(0, folder)
+    try:
+        return importlib.import_module("llp_jax.bp")
+    finally:
+        sys.path.remove(folder)
+        for name in [name for name in sys.modules if ours(name)]:
+            del sys.modules[name]
+        sys.modules.update(today)
 
 
 @contextlib.contextmanager
-def count_factor(variant: str, baseline):
+def count_factor(variant: str, baseline: ModuleType):
     """The count factor's messages for one variant ("today", "exact": today's with FULL_WINDOWS, or
     "baseline": `baseline.bag_count_messages`), with the compiled loops of the others dropped (the variant
     is read when the loop is traced, and the loop's jit cache does not know it)."""
@@ -122,19 +146,70 @@ def count_factor(variant: str, baseline):
         jax.clear_caches()
 
 
-def bench_compare(problem: BPProblem, settings: BPSettings, repeats: int, revision: str):
-    """Per-iteration times of the count factor at `revision`, today's, and today's exact tree, in rounds
-    that alternate them (so that the machine's load falls on all alike): {variant: (compile_s, [run_s per
-    round], marginals)}."""
-    baseline = factors_at(revision)
+def count_factor_variants(problem: BPProblem, settings: BPSettings, revision: str) -> dict:
+    """--compare: today's loop with the count factor at `revision` ("baseline"), today's, and today's exact
+    tree, as `bench_compare`'s variants."""
+    baseline = engine_at(revision).factors
+
+    def variant(name):
+        @contextlib.contextmanager
+        def enter():
+            with count_factor(name, baseline):
+                yield lambda: solve(problem, settings).marginals
+
+        return enter
+
+    return {name: variant(name) for name in ("baseline", "today", "exact")}
+
+
+def engine_variants(
+    graph: SimilarityGraph, bags: Bags, settings: BPSettings, problem: BPProblem, revision: str
+) -> dict:
+    """--compare-engine: the whole engine at `revision` ("baseline"), on the problem it lays out itself from
+    the graph and bags with the settings' fields it knows, and today's on `problem`, as `bench_compare`'s
+    variants."""
+    engine = engine_at(revision)
+    theirs = engine.BPSettings(**{name: getattr(settings, name) for name in engine.BPSettings._fields})
+    base = engine.build_problem(graph, bags, theirs)
+    if settings.bag_factor == "clique":
+        base = merge_parallel_edges(base)
+    runs = {
+        "baseline": lambda: engine.solve(base, theirs).marginals,
+        "today": lambda: solve(problem, settings).marginals,
+    }
+    return {name: functools.partial(contextlib.nullcontext, run) for name, run in runs.items()}
+
+
+def bench_compare(variants: dict, repeats: int) -> dict:
+    """Per-run times of the variants ({name: a context manager yielding a function that runs BP once and
+    returns the marginals}) in `repeats` rounds that alternate them, so that the machine's load falls on
+    all alike; a first run per round compiles where needed. Returns {name: (compile_s of the first round,
+    [run_s per round], marginals)}."""
     out = {}
     for _ in range(repeats):
-        for variant in ("baseline", "today", "exact"):
-            with count_factor(variant, baseline):
-                marginals, _, compile_s, run_s = bench_llp_jax(problem, settings, 1)
-            previous = out.get(variant, (compile_s, [], marginals))
-            out[variant] = (previous[0], [*previous[1], run_s], marginals)
+        for name, enter in variants.items():
+            with enter() as run:
+                marginals, first = timed(run)
+                run_s = timed(run)[1]
+            previous = out.get(name, (max(0.0, first - run_s), [], marginals))
+            out[name] = (previous[0], [*previous[1], run_s], marginals)
     return out
+
+
+def print_compare(timed_variants: dict, revision: str, common: dict, iters: int) -> None:
+    """One JSON line per variant of `bench_compare`: per-iteration ms per round, and against "baseline"
+    the speedup per round and the largest difference of the marginals."""
+    base_runs, base_marginals = timed_variants["baseline"][1], np.asarray(timed_variants["baseline"][2])
+    for variant, (compile_s, runs, theirs) in timed_variants.items():
+        backend = f"llp_jax@{revision}" if variant == "baseline" else "llp_jax"
+        record = dict(backend=backend, variant=variant, **common, iterations=iters, compile_s=compile_s)
+        record["iteration_ms"] = [1e3 * r / iters for r in runs]  # one per round
+        record["median_iteration_ms"] = 1e3 * statistics.median(runs) / iters
+        record["speedup_vs_baseline"] = [b / r for b, r in zip(base_runs, runs, strict=True)]
+        record["median_speedup_vs_baseline"] = statistics.median(record["speedup_vs_baseline"])
+        difference = np.max(np.abs(np.asarray(theirs) - base_marginals))
+        record["max_abs_marginal_diff_vs_baseline"] = float(difference)
+        print(json.dumps(record), flush=True)
 
 
 def bench_pgmax(problem: BPProblem, settings: BPSettings, repeats: int):
@@ -200,6 +275,11 @@ def main() -> None:
         metavar="REV",
         help="count mode: also time the count factor of git revision REV (default HEAD), alternating",
     )
+    parser.add_argument(
+        "--compare-engine",
+        metavar="REV",
+        help="also time the whole BP engine of git revision REV on the same problem, alternating",
+    )
     args = parser.parse_args()
     device = jax.devices()[0].device_kind
     for n, bag_size, k, mode in itertools.product(args.n, args.bag_size, args.k, args.mode):
@@ -220,20 +300,13 @@ def main() -> None:
         common = dict(device=device, n=n, B=bag_size, k=k, mode=mode)
         common["n_similarity_edges"] = graph.n_edges
         common["n_pairwise_factors"] = int(np.sum(problem.senders[0] != problem.receivers[0]))
+        if args.compare_engine:
+            variants = engine_variants(graph, bags, settings, problem, args.compare_engine)
+            print_compare(bench_compare(variants, args.repeats), args.compare_engine, common, args.iters)
+            continue
         if args.compare and mode == "count":
-            timed_variants = bench_compare(problem, settings, args.repeats, args.compare)
-            base_runs = timed_variants["baseline"][1]
-            for variant, (compile_s, runs, theirs) in timed_variants.items():
-                backend = f"llp_jax@{args.compare}" if variant == "baseline" else "llp_jax"
-                record = dict(backend=backend, variant=variant, **common, iterations=args.iters)
-                record["compile_s"] = compile_s
-                record["iteration_ms"] = [1e3 * r / args.iters for r in runs]  # one per round
-                record["median_iteration_ms"] = 1e3 * statistics.median(runs) / args.iters
-                record["speedup_vs_baseline"] = [b / r for b, r in zip(base_runs, runs, strict=True)]
-                record["max_abs_marginal_diff_vs_baseline"] = float(
-                    np.max(np.abs(np.asarray(theirs) - np.asarray(timed_variants["baseline"][2])))
-                )
-                print(json.dumps(record), flush=True)
+            variants = count_factor_variants(problem, settings, args.compare)
+            print_compare(bench_compare(variants, args.repeats), args.compare, common, args.iters)
             continue
         marginals, iters, compile_s, run_s = bench_llp_jax(problem, settings, args.repeats)
         common["iterations"] = iters
