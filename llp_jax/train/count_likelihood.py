@@ -1,7 +1,8 @@
 """The exact log-likelihood of each bag's count under independent instance predictions (Poisson-binomial).
 
 It shares the count factor's machinery (llp_jax/bp/factors.py, DESIGN.md section 3): the exponential tilt
-of a bag and the upward pass over a binary tree of its slots, whose root is the bag's count distribution.
+of a bag and the upward pass over a binary tree of its slots, whose root is the bag's count distribution,
+for the value; the factor's hard-count messages for the gradient.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from llp_jax.bp.factors import tilt, upward_pass, window_start
+from llp_jax.bp.factors import bag_count_messages, tilt, upward_pass, window_start
 
 
 @jax.jit
@@ -30,6 +31,13 @@ def count_log_likelihood(logits: jax.Array, mask: jax.Array, counts: jax.Array) 
         log P(s) = log P_theta(s) - theta s + sum_i [softplus(l_i + theta) - softplus(l_i)]
     undoes the tilt exactly (P_theta(s) = P(s) e^(theta s) / prod_i (1 - p_i + p_i e^theta)).
 
+    Gradient: in closed form (`_backward`), not by autodiff through the tree, whose jit(grad) compiled 2.4
+    to 3.9 times slower (19 to 68 s against 8 to 17 s at widths 64 to 4,096 on a shared 2-core CPU):
+    d log P(S = k) / d logit_i = P(y_i = 1 | S = k) - sigmoid(logit_i), interpolated between floor(k) and
+    ceil(k) like the value; 0 at padding slots. The counts are data, but their gradient is the value's
+    derivative all the same, as autodiff gave it: log P(ceil k) - log P(floor k) between integers, and
+    at an integer (a kink) -theta, the slope of log P at the tilt that centres the count on k.
+
     logits: float32[n_bags, width]; mask: bool[n_bags, width] True at real members (at least one a bag);
     counts: float32[n_bags] with 0 <= k_b <= |b|. Returns float32[n_bags].
     """
@@ -37,8 +45,13 @@ def count_log_likelihood(logits: jax.Array, mask: jax.Array, counts: jax.Array) 
     counts = jnp.clip(counts, 0.0, jnp.sum(mask, axis=1).astype(counts.dtype))
     width = logits.shape[1]
     size = max(2, 1 << (width - 1).bit_length())  # the tree needs a power of two; shapes are static
-    logits = jnp.pad(logits, ((0, 0), (0, size - width)))
-    mask = jnp.pad(mask, ((0, 0), (0, size - width)))
+    padding = ((0, 0), (0, size - width))
+    return _log_likelihood(jnp.pad(logits, padding), jnp.pad(mask, padding), counts)
+
+
+def _value_and_slope(logits: jax.Array, mask: jax.Array, counts: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """`count_log_likelihood` and its derivative in the counts, float32[n_bags] each, on rows a power of
+    two wide and counts already within 0 .. |b|."""
     # The value does not depend on theta, so its gradient is not taken through the tilt's Newton steps.
     theta = jax.lax.stop_gradient(tilt(logits, mask, counts, 0.0, hard=True))
     tilted = logits + theta[:, None]
@@ -46,7 +59,7 @@ def count_log_likelihood(logits: jax.Array, mask: jax.Array, counts: jax.Array) 
     p_zero = jnp.where(mask, jax.nn.sigmoid(-tilted), 1.0)
     levels, log_scale = upward_pass(jnp.stack([p_zero, p_one], axis=-1), max_plus=False, means=p_one)
     root = levels[-1]  # P_theta / exp(log_scale) on the counts from `start` on (a window around k)
-    start = window_start(root.whole, size, root.values.shape[2])
+    start = window_start(root.whole, logits.shape[1], root.values.shape[2])
 
     # sum_i [softplus(l_i + theta) - softplus(l_i)] - theta k, regrouped as sum_i (minus a KL divergence,
     # small where the tilted mean is k) + theta (sum_i q_i - k) (~ 0 by the tilt): no two O(|b|) sums that
@@ -71,5 +84,59 @@ def count_log_likelihood(logits: jax.Array, mask: jax.Array, counts: jax.Array) 
         return jnp.log(picked[:, 0])  # a count outside the window (none: it is centred on k) has P 0
 
     weight = counts - below
-    interpolated = (1.0 - weight) * log_root(below) + weight * log_root(above)
-    return interpolated + log_scale + untilt
+    log_below, log_above = log_root(below), log_root(above)
+    value = (1.0 - weight) * log_below + weight * log_above + log_scale + untilt
+    return value, log_above - log_below - theta
+
+
+@jax.custom_vjp
+def _log_likelihood(logits: jax.Array, mask: jax.Array, counts: jax.Array) -> jax.Array:
+    """`count_log_likelihood` on rows a power of two wide and counts within 0 .. |b|: float32[n_bags]."""
+    return _value_and_slope(logits, mask, counts)[0]
+
+
+def _forward(logits, mask, counts):
+    """The value, and what `_backward` needs: the inputs and the counts' gradient (`_value_and_slope`)."""
+    value, slope = _value_and_slope(logits, mask, counts)
+    return value, (logits, mask, counts, slope)
+
+
+def _backward(residuals, cotangent):
+    """d/d logit_i = P(y_i = 1 | S = k) - sigmoid(logit_i) at k = floor and ceil of the count, weighted as
+    the value is, with P(y_i = 1 | S = k) = sigmoid(logit_i + m_i), m_i = log P(S_{-i} = k - 1) -
+    log P(S_{-i} = k): the hard count factor's message to member i (+-inf where the count forces y_i), for
+    both counts in one call (one copy of the tilt and the passes to compile).
+    residuals: `_forward`'s; cotangent: float32[n_bags]. Returns the gradients of logits, mask (None: not
+    differentiable) and counts."""
+    logits, mask, counts, slope = residuals
+    n_bags = logits.shape[0]
+    below, above = jnp.floor(counts), jnp.ceil(counts)
+    messages = bag_count_messages(
+        jnp.concatenate([logits, logits]),
+        jnp.concatenate([mask, mask]),
+        jnp.concatenate([below, above]),
+        jnp.float32(0.0),  # lambda_b: no part of a hard count
+        jnp.float32(1.0),  # temperature: sum-product
+        hard=True,
+        max_product=False,
+    )
+    weight = (counts - below)[:, None]
+    shift = (1.0 - weight) * _sigmoid_shift(logits, messages[:n_bags])
+    shift += weight * _sigmoid_shift(logits, messages[n_bags:])
+    return shift * cotangent[:, None], None, slope * cotangent  # padding: message 0, hence shift 0
+
+
+def _sigmoid_shift(logits: jax.Array, messages: jax.Array) -> jax.Array:
+    """sigmoid(l + m) - sigmoid(l) as a product without cancellation: -expm1(-m) sigmoid(l + m) sigmoid(-l)
+    for m >= 0, expm1(m) sigmoid(l) sigmoid(-l - m) below. A member the count forces (m = +-inf) gets
+    exactly sigmoid(-l) or -sigmoid(l), and a confident one keeps its relative precision: against
+    enumeration the gradient was within 6e-6 relative at members of +-30 (~1e-13), where the difference
+    of the two sigmoids, both rounded to 0 or 1, was 0. logits, messages: float32[...] -> float32[...]."""
+    return jnp.where(
+        messages >= 0.0,
+        -jnp.expm1(-messages) * jax.nn.sigmoid(logits + messages) * jax.nn.sigmoid(-logits),
+        jnp.expm1(messages) * jax.nn.sigmoid(logits) * jax.nn.sigmoid(-logits - messages),
+    )
+
+
+_log_likelihood.defvjp(_forward, _backward)
