@@ -76,8 +76,8 @@ def log_bag_factor(s: jax.Array, counts: jax.Array, lambda_b: jax.Array, hard: b
     """log f_b(s): -lambda_b (s - k_b)^2, or 0 at s = k_b and "-inf" elsewhere when `hard` (a large finite
     negative, so that arithmetic on it stays finite).
     s: float32[n_bags, n] the counts at which to take it; counts: float32[n_bags] -> float32[n_bags, n]."""
-    if hard:
-        return jnp.where(s == counts[:, None], 0.0, _NEG)
+    if hard:  # s's dtype: two Python constants alone come out float64 under jax_enable_x64
+        return jnp.where(s == counts[:, None], 0.0, _NEG).astype(s.dtype)
     return -lambda_b * (s - counts[:, None]) ** 2
 
 
