@@ -124,7 +124,7 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path, first_process_dir: str 
         writer.fail(error)
         raise
     writer.finish(summary)
-    if first_process_dir is None:
+    if jax.process_index() == 0:  # several processes: the checkpoints are the first's to remove
         shutil.rmtree(folder, ignore_errors=True)  # the run is finished and its encoder saved
     return summary
 

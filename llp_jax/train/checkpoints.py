@@ -89,7 +89,8 @@ class FitCheckpoints:
     def _manager_(self):
         if self._manager is None:
             ocp = orbax_checkpoint()
-            self.folder.mkdir(parents=True, exist_ok=True)  # orbax refuses create=True for one process
+            # orbax refuses create=True with `process_local`'s active_processes
+            self.folder.mkdir(parents=True, exist_ok=True)
             options = ocp.CheckpointManagerOptions(
                 max_to_keep=1, create=False, multiprocessing_options=process_local()
             )
