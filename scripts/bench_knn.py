@@ -7,6 +7,9 @@ sizes, warm-up (compile + first run), the timed kNN search and graph assembly (w
 seconds: the CPU seconds are steadier on a shared machine), recall@k and the largest distance error on
 a sample of queries against scikit-learn's brute-force NearestNeighbors (float64), for faiss_hnsw also
 the recall it reports itself, and with --sklearn the time of scikit-learn's full kNN (last object).
+With --floor the jax backend's object also holds the time of its matrix products alone (the same tiles
+without the top-k): the floor that a faster selection could approach on this device. --points FILE.npy
+searches those points (e.g. saved embeddings) instead of random ones.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import numpy as np
 from sklearn.neighbors import NearestNeighbors
 
 from llp_jax.graph import Backend, GraphSettings, graph_from_knn, search
+from llp_jax.graph.knn import block_shape
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -37,8 +41,40 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--chunk-size", type=int, default=None, help="corpus rows per chunk (default 32768)")
     parser.add_argument("--recall-queries", type=int, default=1000, help="queries checked against sklearn")
     parser.add_argument("--sklearn", action="store_true", help="also time scikit-learn's full kNN")
+    parser.add_argument("--floor", action="store_true", help="jax: also time the matrix products alone")
+    parser.add_argument("--points", default=None, help="float[n, d] .npy file to search (--n, --d unused)")
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args(argv)
+
+
+def product_floor(n: int, d: int, args: argparse.Namespace) -> dict:
+    """The jax search's matrix products alone, on its own tiles ([block, d + 1] x [d + 1, chunk], the bias
+    column included, float32, highest precision) for n points of d features: {floor_s, floor_mac_per_s}
+    (the best of two passes; a max over each tile keeps the product from being dropped)."""
+    block, chunk, _ = block_shape(n, args.block_size, args.chunk_size, None)
+    n_chunks = -(-n // chunk)
+    rng = np.random.default_rng(args.seed)
+    queries = jax.numpy.asarray(rng.normal(size=(n, d + 1)).astype(np.float32))
+    corpus = jax.numpy.asarray(rng.normal(size=(n_chunks, chunk, d + 1)).astype(np.float32))
+
+    @jax.jit
+    def block_products(start):
+        rows = jax.lax.dynamic_slice_in_dim(queries, start, block)
+
+        def tile_max(part):  # one corpus chunk, as the search's scan over the chunks
+            return jax.numpy.einsum("qd,cd->qc", rows, part, precision=jax.lax.Precision.HIGHEST).max(1)
+
+        return jax.lax.map(tile_max, corpus)
+
+    starts = [*range(0, n - block, block), n - block]
+    jax.block_until_ready(block_products(0))
+    best = np.inf
+    for _ in range(2):
+        start = time.perf_counter()
+        jax.block_until_ready([block_products(first) for first in starts])
+        best = min(best, time.perf_counter() - start)
+    multiply_adds = len(starts) * block * n_chunks * chunk * (d + 1)
+    return {"floor_s": float(f"{best:.4g}"), "floor_mac_per_s": float(f"{multiply_adds / best:.4g}")}
 
 
 def timed_graph(z: np.ndarray, settings: GraphSettings, args: argparse.Namespace):
@@ -49,7 +85,7 @@ def timed_graph(z: np.ndarray, settings: GraphSettings, args: argparse.Namespace
     start = time.perf_counter()
     graph = jax.block_until_ready(graph_from_knn(z, neighbours, settings))
     times["assemble_s"] = time.perf_counter() - start
-    return neighbours, graph, {key: round(value, 3) for key, value in times.items()}
+    return neighbours, graph, {key: float(f"{value:.4g}") for key, value in times.items()}
 
 
 def device_of(backend: str) -> str:
@@ -78,7 +114,11 @@ def recall_against_sklearn(z: np.ndarray, neighbours, args: argparse.Namespace) 
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    z = np.random.default_rng(args.seed).normal(size=(args.n, args.d)).astype(np.float32)
+    if args.points is None:
+        z = np.random.default_rng(args.seed).normal(size=(args.n, args.d)).astype(np.float32)
+    else:
+        z = np.load(args.points).astype(np.float32)
+        args.n, args.d = z.shape
     for backend in args.backend:
         settings = GraphSettings(
             k=args.k,
@@ -111,6 +151,9 @@ def main(argv=None) -> None:
             "reported_recall": neighbours.recall,
             "max_distance_error": max_error,
         }
+        if args.floor and backend == Backend.jax:
+            report.update(product_floor(args.n, args.d, args))
+            report["floor_fraction"] = float(f"{report['floor_s'] / times['knn_s']:.3g}")
         if backend == Backend.faiss_hnsw:
             report.update(hnsw_m=args.hnsw_m, hnsw_ef_search=args.hnsw_ef_search)
         print(json.dumps(report), flush=True)

@@ -446,6 +446,18 @@ def test_bench_script_prints_json():
     assert sklearn["sklearn_s"] > 0
 
 
+def test_bench_script_searches_saved_points_and_times_the_product_floor(tmp_path):
+    points = tmp_path / "embeddings.npy"
+    np.save(points, random_points(n=300, d=6, seed=4))
+    script = Path(__file__).parents[1] / "scripts" / "bench_knn.py"
+    args = ["--points", str(points), "--k", "4", "--recall-queries", "30", "--floor"]
+    out = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, check=True)
+    (report,) = map(json.loads, out.stdout.splitlines())
+    assert (report["n"], report["d"], report["recall"]) == (300, 6, 1.0)
+    assert report["floor_s"] > 0 and report["floor_mac_per_s"] > 0
+    assert report["floor_fraction"] == pytest.approx(report["floor_s"] / report["knn_s"], rel=0.01)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("metric", METRICS)
 def test_knn_large_matches_sklearn_up_to_float32_ties(metric):
