@@ -6,6 +6,8 @@
 # Then there:  run command="bash benchmarks/gpu.sh bench"   with carry [".whl", "data_cache"]
 #              run command="bash benchmarks/gpu.sh tests"   with carry [".whl", "data_cache"]
 #              run command="bash benchmarks/gpu.sh fashion" with carry [".whl", "data_cache"]
+#              run command="bash benchmarks/gpu.sh scale"   (issue 13: n = 1e6, bag 2,048 end to end)
+#              run command="bash benchmarks/gpu.sh rounds"  (issue 13: graph + BP against training per round)
 # What they print lands in $OUT.
 set -euo pipefail
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
@@ -31,5 +33,18 @@ case "${1:-bench}" in
       | grep "test AUC" | tee "$out/fashion.txt"
     python3 scripts/report.py /tmp/fashion --out "$out/fashion_table"   # run folders hold checkpoints: not in $OUT
     ;;
-  *) echo "usage: bash benchmarks/gpu.sh bench|tests|fashion" >&2; exit 2 ;;
+  scale)
+    python3 scripts/bench_knn.py --n 100000 --d 64 --k 5 --floor --recall-queries 200 | tee "$out/knn_floor.jsonl"
+    python3 scripts/bench_pipeline.py --n 1000000 --bag-size 2048 --methods llp_bp supervised --epochs 5 \
+      --llp-bp-override schedule=easyllp_warm | tee "$out/pipeline.jsonl"
+    ;;
+  rounds)
+    for cell in "bank_marketing 128" "adult 512"; do
+      set -- $cell
+      python3 scripts/train.py -m method=llp_bp dataset=$1 bagging.bag_size=$2 seed=0,1,2 \
+        compilation_cache_dir=null train.progress=false hydra.sweep.dir=/tmp/rounds/$1 2>&1 | (grep "test AUC" || true)
+      python3 benchmarks/round_costs.py /tmp/rounds/$1 | tee "$out/round_costs_$1.jsonl"
+    done
+    ;;
+  *) echo "usage: bash benchmarks/gpu.sh bench|tests|fashion|scale|rounds" >&2; exit 2 ;;
 esac
