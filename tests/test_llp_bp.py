@@ -25,6 +25,7 @@ from llp_jax.methods.llp_bp import (
     warn_if_inconsistent,
 )
 from llp_jax.models import MLP, MLPSettings
+from llp_jax.train import loop as train_loop
 from llp_jax.train.calibration import fit_to_counts
 from llp_jax.train.loop import predict
 
@@ -66,23 +67,33 @@ def test_an_approximate_graph_logs_its_recall(compose_config, tmp_path):
     assert 0.9 <= record["graph_knn_recall"] <= 1
 
 
-def test_bp_compiles_once_per_run(compose_config, tmp_path, monkeypatch):
+def test_bp_and_the_rounds_training_step_compile_once_per_run(compose_config, tmp_path, monkeypatch):
     """Two rounds whose kNN graphs differ in their edge counts share one compiled BP loop: both problems are
-    padded for n k edges, the most a kNN graph can have (here their own buckets agree as well)."""
+    padded for n k edges, the most a kNN graph can have (here their own buckets agree as well). Their fits
+    share one compiled optimiser step too; the warm start, with another loss, has its own."""
     layouts, solve = [], loop.solve
+    steps, make_step = [], train_loop._make_step
 
     def spy(problem, *args):
         layouts.append((problem.field.shape[0], problem.senders.shape))
         return solve(problem, *args)
 
+    def step_spy(*args):
+        steps.append(make_step(*args))
+        return steps[-1]
+
     monkeypatch.setattr(loop, "solve", spy)
+    monkeypatch.setattr(train_loop, "_make_step", step_spy)
     loop._advance.clear_cache()
+    train_loop._cached_step.cache_clear()
     run_experiment(compose_config(*LLP_BP, "schedule.rounds=2", "graph.k=4"), tmp_path)
     edges = [r["graph_edges"] for r in read_records(tmp_path) if r.get("event") == "bp"]
     assert len(edges) == 2 and edges[0] != edges[1]  # so that the test means something
     n = layouts[0][0]
     assert layouts == [(n, (2, edge_bucket(n * 4)))] * 2
     assert loop._advance._cache_size() == 1
+    assert len(steps) == 2 and train_loop._cached_step.cache_info().hits == 1  # 3 fits, 2 losses
+    assert [step._cache_size() for step in steps] == [1, 1]
 
 
 def test_dllp_warm_start_soft_labels_and_bag_loss(compose_config, tmp_path):

@@ -1,8 +1,10 @@
 import math
+from functools import partial
 
 import jax
 import numpy as np
 import pytest
+from flax import nnx
 
 from llp_jax.data.bags import Bags, random_bags
 from llp_jax.models import MLPSettings, make_encoder
@@ -13,6 +15,7 @@ from llp_jax.train.loop import (
     _epoch_batches,
     bucket_widths,
     predict,
+    shared_step,
     train_encoder,
 )
 from llp_jax.train.settings import SelectOn, TrainSettings, check_train_settings
@@ -153,3 +156,25 @@ def test_select_on_accepts_plain_strings():
     check_train_settings(TrainSettings(select_on="val_instances", weight_decay=0.0))
     assert TrainSettings().select_on == "val_count_nll"
     assert SelectOn("val_instances") is SelectOn.val_instances
+
+
+def _proportion_loss(model, logits, embedding, batch, weight):
+    return weight * jax.numpy.mean(logits)
+
+
+def test_fits_alike_share_one_optimiser_step_and_others_get_their_own():
+    structure = nnx.split(make_encoder(MLPSettings(widths=(8,)), (3,), 0))[0]
+    again = nnx.split(make_encoder(MLPSettings(widths=(8,)), (3,), 1))[0]  # other weights, same structure
+    wider = nnx.split(make_encoder(MLPSettings(widths=(16,)), (3,), 0))[0]
+    step = shared_step(structure, 1e-3, 0.0, partial(_proportion_loss, weight=1.0))
+    assert shared_step(again, 1e-3, 0.0, partial(_proportion_loss, weight=1.0)) is step
+    others = [
+        shared_step(wider, 1e-3, 0.0, partial(_proportion_loss, weight=1.0)),
+        shared_step(structure, 1e-2, 0.0, partial(_proportion_loss, weight=1.0)),
+        shared_step(structure, 1e-3, 0.1, partial(_proportion_loss, weight=1.0)),
+        shared_step(structure, 1e-3, 0.0, partial(_proportion_loss, weight=2.0)),
+        shared_step(structure, 1e-3, 0.0, _proportion_loss),
+    ]
+    assert len({id(s) for s in [step, *others]}) == 6
+    unhashable = partial(_proportion_loss, weight=[1.0])  # compiled for each fit
+    assert shared_step(structure, 1e-3, 0.0, unhashable) is not shared_step(structure, 1e-3, 0.0, unhashable)

@@ -290,19 +290,24 @@ def bp_pseudo_labels(
                 f"{gap} LLP-BP stops rather than train on pseudo-labels that contradict the bag counts; "
                 "schedule.labels=topk keeps every bag's count whatever BP's marginals."
             ) from None
-    marginals = np.asarray(result.marginals)
+    # On the host first: slicing and iterating the device arrays compiled a program per iteration count
+    # (0.6 s a round on the CPU, 2.3 s of a bank marketing run's 53).
+    marginals, deltas, marginal_deltas = map(
+        np.asarray, (result.marginals, result.deltas, result.marginal_deltas)
+    )
+    bp_s = time.perf_counter() - start
     n_iters = int(result.n_iters)
     record = {
         "graph_edges": int(graph.n_edges),
-        "bp_s": time.perf_counter() - start,
+        "bp_s": bp_s,
         "bp_iterations": n_iters,
-        "bp_final_delta": float(result.deltas[n_iters - 1]),
-        "bp_final_marginal_delta": float(result.marginal_deltas[n_iters - 1]),
+        "bp_final_delta": float(deltas[n_iters - 1]),
+        "bp_final_marginal_delta": float(marginal_deltas[n_iters - 1]),
         "bp_converged": bool(result.converged),
         # (sum of members' marginals - sum of counts) / sum of counts: 0 when BP holds the bags' totals
         "bp_count_gap": float(result.count_gap),
-        "bp_deltas": [float(delta) for delta in result.deltas[:n_iters]],  # the convergence curves
-        "bp_marginal_deltas": [float(delta) for delta in result.marginal_deltas[:n_iters]],
+        "bp_deltas": deltas[:n_iters].tolist(),  # the convergence curves
+        "bp_marginal_deltas": marginal_deltas[:n_iters].tolist(),
         "bp_marginals_histogram": np.histogram(marginals, bins=MARGINAL_BINS, range=(0.0, 1.0))[0].tolist(),
     }
     return marginals, record
