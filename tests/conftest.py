@@ -1,3 +1,4 @@
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -46,6 +47,15 @@ def pytest_unconfigure(config):
 def compose_config():
     """compose_config(*overrides) -> the composed DictConfig, as the command line would see it."""
     return compose
+
+
+def benchmark_module(name: str):
+    """benchmarks/<name>.py imported as a module (the folder is no package)."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def run_script(*args, cwd, env=None) -> subprocess.Popen:

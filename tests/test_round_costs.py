@@ -1,13 +1,10 @@
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
+from conftest import benchmark_module
 
-PATH = Path(__file__).parents[1] / "benchmarks" / "round_costs.py"
-spec = importlib.util.spec_from_file_location("round_costs", PATH)
-round_costs = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(round_costs)
+round_costs = benchmark_module("round_costs")
 
 
 def write_run(folder: Path, method: str, records: list[dict]) -> None:

@@ -1,15 +1,11 @@
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import benchmark_module
 from scipy.stats import spearmanr
 
-PATH = Path(__file__).parents[1] / "benchmarks" / "selection_study.py"
-spec = importlib.util.spec_from_file_location("selection_study", PATH)
-selection_study = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(selection_study)
+selection_study = benchmark_module("selection_study")
 
 
 def test_spearman_matches_scipy_with_ties():

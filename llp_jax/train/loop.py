@@ -173,26 +173,32 @@ def _make_step(graphdef, tx: optax.GradientTransformation, loss: BagLoss) -> Ste
 
 
 def shared_step(graphdef, learning_rate: float, weight_decay: float, loss: BagLoss) -> Step:
-    """`_make_step` with AdamW(learning_rate, weight_decay), one per (encoder structure, optimiser settings,
-    loss) in a process, so that fits alike reuse one compiled step: LLP-BP's rounds compiled it once per
-    fit, ~1 s each on the CPU (6 of a bank marketing run's 20 s of compilation, 4 of them the same program).
-    A loss is the same when it is the same function, or a functools.partial of it with equal arguments; one
-    whose arguments cannot be hashed gets a step of its own."""
+    """`_make_step` with `_adamw(learning_rate, weight_decay)`, one per (encoder structure, optimiser
+    settings, loss) in a process, so that fits alike reuse one compiled step: LLP-BP's rounds compiled it
+    once per fit, ~1 s each on the CPU (6 of a bank marketing run's 20 s of compilation, 4 of them the same
+    program). A loss is the same when it is the same function, or a functools.partial of it with equal
+    arguments; one whose arguments cannot be hashed gets a step of its own."""
     if isinstance(loss, partial):
         identity = (loss.func, loss.args, tuple(sorted(loss.keywords.items())))
     else:
         identity = (loss, (), ())
     try:
-        return _cached_step(graphdef, learning_rate, weight_decay, identity)
-    except TypeError:  # unhashable: compiled for this fit alone
-        return _make_step(graphdef, optax.adamw(learning_rate, weight_decay=weight_decay), loss)
+        hash(identity)
+    except TypeError:  # compiled for this fit alone
+        return _cached_step.__wrapped__(graphdef, learning_rate, weight_decay, identity)
+    return _cached_step(graphdef, learning_rate, weight_decay, identity)
 
 
 @lru_cache(maxsize=16)
 def _cached_step(graphdef, learning_rate: float, weight_decay: float, identity: tuple) -> Step:
     func, args, keywords = identity
     loss = partial(func, *args, **dict(keywords)) if args or keywords else func
-    return _make_step(graphdef, optax.adamw(learning_rate, weight_decay=weight_decay), loss)
+    return _make_step(graphdef, _adamw(learning_rate, weight_decay), loss)
+
+
+def _adamw(learning_rate: float, weight_decay: float) -> optax.GradientTransformation:
+    """The optimiser of every fit (its state made by `train_encoder`, its updates by the shared step)."""
+    return optax.adamw(learning_rate, weight_decay=weight_decay)
 
 
 def _epoch_batches(key: jax.Array, n_bags: int, buckets: list[_Bucket]) -> list[tuple[int, np.ndarray]]:
@@ -325,7 +331,7 @@ def train_encoder(
     widths = bucket_widths(train.bags.sizes)
     buckets = _buckets(train.bags, np.asarray(targets, np.float32), widths, settings.batch_size)
     graphdef, params = nnx.split(model)
-    tx = optax.adamw(settings.learning_rate, weight_decay=settings.weight_decay)
+    tx = _adamw(settings.learning_rate, settings.weight_decay)
     state = replicate(TrainState(params, tx.init(params)))  # several devices: on each, once
     step = shared_step(graphdef, settings.learning_rate, settings.weight_decay, loss)
     x_device = replicate(jnp.asarray(train.x))
