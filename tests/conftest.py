@@ -43,6 +43,17 @@ def pytest_unconfigure(config):
         os.environ[_CACHE] = previous
 
 
+@pytest.fixture(scope="session")
+def real_data_dir() -> Path:
+    """The folder of the real datasets (LLP_JAX_DATA_DIR: ../shared/datasets in CI)."""
+    if not os.environ.get("LLP_JAX_DATA_DIR"):
+        pytest.fail(
+            "LLP_JAX_DATA_DIR is not set: point it at the datasets folder (../shared/datasets in CI, see "
+            "its README) to run the tests of the real datasets"
+        )
+    return Path(os.environ["LLP_JAX_DATA_DIR"])
+
+
 @pytest.fixture
 def compose_config():
     """compose_config(*overrides) -> the composed DictConfig, as the command line would see it."""

@@ -3,7 +3,6 @@
 Tests of the real datasets read them from $LLP_JAX_DATA_DIR (the shared datasets folder in CI).
 """
 
-import os
 import shutil
 from pathlib import Path
 
@@ -18,16 +17,6 @@ from llp_jax.data.synthetic import generate
 
 FIXTURES = Path(__file__).parent / "fixtures" / "files"
 FILES = dict(train_path="train.csv", bags_path="bags.csv", test_path="test.csv")
-
-
-@pytest.fixture(scope="module")
-def real_data_dir() -> Path:
-    if not os.environ.get("LLP_JAX_DATA_DIR"):
-        pytest.fail(
-            "LLP_JAX_DATA_DIR is not set: point it at the datasets folder (../shared/datasets in CI, see "
-            "its README) to run the tests of the real datasets"
-        )
-    return Path(os.environ["LLP_JAX_DATA_DIR"])
 
 
 def assert_split(split, n: int, feature_shape: tuple, positive_rate: float, tol: float = 0.005):

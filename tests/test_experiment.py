@@ -15,7 +15,7 @@ from llp_jax.checkpoint import load_encoder
 from llp_jax.config import compose, resolve
 from llp_jax.data import load_dataset
 from llp_jax.experiment import run_experiment
-from llp_jax.methods import llp_bp
+from llp_jax.methods.llp_bp import rounds
 from llp_jax.streams import stream_seed
 from llp_jax.train import loop
 from llp_jax.train.metrics import roc_auc
@@ -229,7 +229,7 @@ def test_a_killed_run_resumes_to_the_uninterrupted_result(
     kill, uninterrupted, compose_config, tmp_path, monkeypatch
 ):
     overrides, (whole, whole_folder) = RESUMED, uninterrupted
-    target, calls = ((llp_bp, "bp_pseudo_labels"), 2) if kill == "round 2 BP" else ((loop, "train_epoch"), 8)
+    target, calls = ((rounds, "bp_pseudo_labels"), 2) if kill == "round 2 BP" else ((loop, "train_epoch"), 8)
     real, count = getattr(*target), []
 
     def killed(*args, **kwargs):  # the process dies at the calls-th call

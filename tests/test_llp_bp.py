@@ -14,20 +14,21 @@ from llp_jax.bp.problem import edge_bucket
 from llp_jax.data.bags import random_bags
 from llp_jax.experiment import run_experiment
 from llp_jax.graph import SimilarityGraph
-from llp_jax.methods import llp_bp
 from llp_jax.methods.llp_bp import (
     CountGapError,
     bp_pseudo_labels,
+    bp_round,
     calibrate_head,
     choose_candidate,
     counts_held,
     top_k_labels,
     warn_if_inconsistent,
 )
+from llp_jax.methods.llp_bp.bag_head import pseudo_label_loss
 from llp_jax.models import MLP, MLPSettings
 from llp_jax.train import loop as train_loop
 from llp_jax.train.calibration import fit_to_counts
-from llp_jax.train.loop import predict
+from llp_jax.train.loop import BagBatch, predict
 
 LLP_BP = [*FAST, "method=llp_bp", "schedule=easyllp_warm", "bp.max_iters=20"]
 
@@ -125,6 +126,40 @@ def test_paper_preset_composes(compose_config):
     assert cfg.schedule.warm_start == "none" and cfg.schedule.prior_weight == 0
 
 
+def test_paper_preset_runs_to_the_end_though_its_bp_misses_counts(compose_config, real_data_dir, tmp_path):
+    # The preset shortened (1 epoch, a small MLP, 10 clique BP iterations), on the real bank marketing data:
+    # its threshold labels miss the counts, and the run warns and goes on as the published code does.
+    short = ["train.epochs=1", "model.widths=[32,16,8]", "model.embedding_layer=1", "bp.max_iters=10"]
+    cfg = compose_config("+experiment=paper_bank", f"dataset.data_dir={real_data_dir}", *short)
+    assert cfg.schedule.strict_counts is False
+    with pytest.warns(CountGapWarning):
+        summary = run_experiment(cfg, tmp_path)
+    assert summary["status"] == "finished" and 0.0 <= summary["test_auc"] <= 1.0
+    bp_rounds = [r for r in read_records(tmp_path) if r.get("event") == "bp"]
+    assert [r["round"] for r in bp_rounds] == [1, 2]
+    assert max(abs(r["bp_count_gap"]) for r in bp_rounds) > 0.1  # the guard that used to stop the run
+    assert all(r["lambda_s"] == 10.0 and "coupling_grid" not in r for r in bp_rounds)
+
+
+def test_the_rounds_bag_loss_adds_dllps_loss_of_the_encoders_own_predictions():
+    rng = np.random.default_rng(1)
+    logits = rng.normal(0.0, 2.0, (3, 5))
+    targets = rng.random((3, 5))
+    mask = np.arange(5)[None, :] < np.array([[5], [3], [1]])  # bags of 5, 3 and 1
+    proportions = np.array([0.4, 2 / 3, 0.0])
+    batch = BagBatch(
+        jnp.asarray(mask), jnp.asarray(proportions), jnp.asarray(mask.sum(1)), jnp.asarray(targets)
+    )
+    p = 1 / (1 + np.exp(-logits))
+    instance = -(targets * np.log(p) + (1 - targets) * np.log1p(-p))[mask].mean()  # float64, by hand
+    mean = np.array([p[b][mask[b]].mean() for b in range(3)])
+    bag = -(proportions * np.log(mean) + (1 - proportions) * np.log1p(-mean)).mean()
+    assert bag > 0.1, "the bag term must be large enough to be seen"
+    for lambda_bag in (0.0, 1.0, 2.5):
+        value = pseudo_label_loss(None, jnp.asarray(logits, jnp.float32), None, batch, 0.0, lambda_bag)
+        np.testing.assert_allclose(float(value), instance + lambda_bag * bag, rtol=1e-5)
+
+
 def test_calibrate_head_makes_the_logits_fit_the_bag_counts():
     model = MLP(MLPSettings((8,)), (4,), rngs=nnx.Rngs(0))
     x = np.random.default_rng(0).standard_normal((20_000, 4)).astype(np.float32)
@@ -199,6 +234,7 @@ def test_one_se_keeps_the_first_candidate_unless_another_is_clearly_better():
     assert choose_candidate(by_chance, "lowest") == 1 and choose_candidate(by_chance, "one_se") == 0
     assert choose_candidate(by_chance[:, :1], "one_se") == 0, "one validation bag gives no standard error"
     assert choose_candidate(by_chance[::-1], "one_se") == 0, "the first candidate is best: nothing to test"
+    assert choose_candidate(clearly_better, "first") == 0, "first: the first, whatever the validation bags"
 
 
 @pytest.mark.parametrize(
@@ -237,14 +273,14 @@ def test_llp_bp_stops_rather_than_train_on_marginals_that_miss_the_counts():
 
 
 def test_auto_drops_a_candidate_whose_bp_misses_the_counts(monkeypatch, compose_config, tmp_path):
-    real_run_bp = llp_bp.run_bp
+    real_run_bp = bp_round.run_bp
 
     def run_bp_missing_the_counts(*args, **kwargs):
         gap = "BP's marginals over the bags' members sum to 0; the bags' counts to 7."
         warnings.warn(gap, CountGapWarning, stacklevel=2)
         return real_run_bp(*args, **kwargs)
 
-    monkeypatch.setattr(llp_bp, "run_bp", run_bp_missing_the_counts)
+    monkeypatch.setattr(bp_round, "run_bp", run_bp_missing_the_counts)
     auto = [*LLP_BP, "schedule=auto", "schedule.rounds=1"]
     one = 'schedule.candidates=["labels=threshold","labels=topk"]'
     run_experiment(compose_config(*auto, one), tmp_path / "one")
@@ -255,6 +291,13 @@ def test_auto_drops_a_candidate_whose_bp_misses_the_counts(monkeypatch, compose_
     with pytest.raises(CountGapError, match="schedule.labels=topk keeps every bag's count"):
         every = 'schedule.candidates=["labels=threshold","labels=threshold threshold=0.3"]'
         run_experiment(compose_config(*auto, every), tmp_path / "all")
+    # choose_by=first, a fallback: the first candidate to finish is returned and no later one runs
+    three = 'schedule.candidates=["labels=threshold","labels=topk","labels=soft"]'
+    run_experiment(compose_config(*auto, three, "schedule.choose_by=first"), tmp_path / "first")
+    records = read_records(tmp_path / "first")
+    assert {r["candidate"] for r in records if "candidate" in r} == {0, 1}, "candidate 2 must not run"
+    assert [r["candidate"] for r in records if r.get("event") == "candidate_failed"] == [0]
+    assert [r["candidate"] for r in records if r.get("event") == "chosen"] == [1]
 
 
 def test_soft_labels_held_to_the_counts_keep_each_bags_order():

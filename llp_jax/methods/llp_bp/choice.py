@@ -1,0 +1,44 @@
+"""Choosing among variants by per-bag evidence: the rule (`choose_candidate`) and the candidates' validation
+scores."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from llp_jax.data.bags import Bags
+from llp_jax.data.dataset import Dataset
+from llp_jax.methods.llp_bp.settings import ChooseBy, LLPBPSettings
+from llp_jax.models import Encoder
+from llp_jax.train.loop import predict, validation_bag_scores
+from llp_jax.train.metrics import roc_auc
+
+
+def choose_candidate(per_bag: np.ndarray, choose_by: ChooseBy) -> int:
+    """The index of the chosen candidate from each one's per-bag criterion (lower is better):
+    float[n_candidates, n_bags]. `first`: 0. `lowest`: the lowest mean. `one_se`: the candidate with the
+    lowest mean if its paired per-bag differences to candidate 0 have a mean below minus one standard
+    error, else 0."""
+    if choose_by == ChooseBy.first:
+        return 0
+    best = int(np.argmin(per_bag.mean(axis=1)))
+    if choose_by == ChooseBy.lowest or best == 0:
+        return best
+    differences = per_bag[best] - per_bag[0]
+    if len(differences) < 2:
+        return 0
+    standard_error = differences.std(ddof=1) / np.sqrt(len(differences))
+    return best if differences.mean() < -standard_error else 0
+
+
+def candidate_scores(model: Encoder, data: Dataset, val_bags: Bags, settings: LLPBPSettings) -> tuple:
+    """A candidate's per-validation-bag count NLL float32[n_val_bags], and what its candidate_end record
+    logs: both validation criteria (means and per bag) and, under oracle/ (never used to choose), its test
+    AUC."""
+    logits, _ = predict(model, data.val.x, settings.train.eval_batch_size)
+    per_bag = validation_bag_scores(logits, val_bags)
+    record = {name: float(values.mean()) for name, values in per_bag.items()}
+    record.update({f"{name}_per_bag": values.tolist() for name, values in per_bag.items()})
+    if data.test.y is not None:
+        test_logits, _ = predict(model, data.test.x, settings.train.eval_batch_size)
+        record["oracle/test_auc"] = roc_auc(data.test.y, test_logits)
+    return per_bag["val_count_nll"], record
