@@ -87,8 +87,11 @@ def collect(folders: list[Path], metric: str, by: tuple[str, ...] = ()) -> tuple
 
 
 def bag_label(run: dict, config: dict) -> int | str:
-    """A run's bag-size column: its bag size, or "low-high" for random bags of sizes drawn from a range
-    (bagging.size_range; the mean size then differs from seed to seed)."""
+    """A run's bag-size column: its bag size, "low-high" for random bags of sizes drawn from a range
+    (bagging.size_range; the mean size then differs from seed to seed), or "feature" for feature bags (set
+    apart by --by bagging.columns; their mean size too differs from seed to seed)."""
+    if run.get("bagging") == "feature":
+        return "feature"
     size_range = config.get("bagging.size_range")
     if size_range in (None, "None"):
         return int(run["bag_size"])
@@ -97,11 +100,12 @@ def bag_label(run: dict, config: dict) -> int | str:
 
 
 def bag_position(label: int | str) -> float:
-    """Where a bag-size column sits on a numeric axis: the size, or a range's midpoint."""
+    """Where a bag-size column sits on a numeric axis: the size, a range's midpoint, or infinity for a
+    column without a size ("feature"), which sorts last and is not plotted."""
     if isinstance(label, str) and "-" in label:
         low, high = map(int, label.split("-"))
         return (low + high) / 2
-    return float(label)
+    return float("inf") if label == "feature" else float(label)
 
 
 def problems_markdown(folders: list[Path]) -> str:
@@ -161,7 +165,9 @@ def plot(table, metric: str, path: Path, by: tuple[str, ...] = ()) -> None:
         for (name, method, *values), row in sorted(table.items(), key=lambda item: tuple(map(str, item[0]))):
             if name != dataset:
                 continue
-            sizes = sorted(row, key=bag_position)
+            sizes = sorted((size for size in row if np.isfinite(bag_position(size))), key=bag_position)
+            if not sizes:
+                continue
             all_sizes |= set(sizes)
             scores = [[v for v in row[s] if v is not None] for s in sizes]
             means, stds = np.array([np.mean(v) for v in scores]), np.array([np.std(v) for v in scores])
@@ -205,7 +211,10 @@ def main() -> None:
             "/".join(map(str, key)): {str(s): v for s, v in row.items()} for key, row in table.items()
         }
         args.out.with_suffix(".json").write_text(json.dumps(serialisable, indent=2) + "\n")
-        plot(table, args.metric, args.out.with_suffix(".png"), by)
+        if any(np.isfinite(bag_position(size)) for row in table.values() for size in row):
+            plot(table, args.metric, args.out.with_suffix(".png"), by)
+        else:
+            print(f"no bag-size axis to plot (feature bags only): {args.out.with_suffix('.png')} not written")
 
 
 if __name__ == "__main__":

@@ -69,3 +69,25 @@ def test_bags_of_sizes_from_a_range_share_one_column_whatever_their_mean_size(tm
     assert "| dataset | method | bag 500-1500 |" in printed
     assert "| adult | dllp | 0.750 ± 0.071 (n=2) |" in printed
     assert (tmp_path / "table.png").stat().st_size > 0
+
+
+def test_feature_bags_share_one_column_per_column_pair_whatever_their_mean_size(tmp_path):
+    for seed, mean_size in enumerate([178, 179]):
+        write_run(tmp_path, "dllp", mean_size, seed, val_bag_loss=0.5, test_auc=0.8 + 0.1 * seed)
+        folder = tmp_path / f"dllp_bag{mean_size}_seed{seed}"
+        summary = json.loads((folder / "metrics.json").read_text())
+        (folder / "metrics.json").write_text(json.dumps({**summary, "bagging": "feature"}))
+        (folder / "config_resolved.yaml").write_text("bagging:\n  columns: [education, occupation]\n")
+    args = [
+        sys.executable,
+        str(REPORT),
+        str(tmp_path),
+        "--by",
+        "bagging.columns",
+        "--out",
+        str(tmp_path / "t"),
+    ]
+    printed = subprocess.run(args, capture_output=True, text=True, check=True).stdout
+    assert "| dataset | method | bagging.columns | bag feature |" in printed
+    assert "| adult | dllp | ['education', 'occupation'] | 0.850 ± 0.071 (n=2) |" in printed
+    assert "no bag-size axis to plot" in printed and not (tmp_path / "t.png").exists()

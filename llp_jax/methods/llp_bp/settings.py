@@ -51,7 +51,7 @@ class ScheduleSettings(NamedTuple):
     prior_weight: float = 1.0
     calibrate: bool = True
     candidates: tuple[str, ...] = ()
-    choose_by: ChooseBy = ChooseBy.one_se
+    choose_by: ChooseBy = ChooseBy.first
 
 
 def check_schedule(schedule: ScheduleSettings) -> None:
