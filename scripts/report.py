@@ -108,6 +108,11 @@ def bag_position(label: int | str) -> float:
     return float("inf") if label == "feature" else float(label)
 
 
+def has_size(label: int | str) -> bool:
+    """Whether a bag-size column sits on the plot's axis (not "feature")."""
+    return bool(np.isfinite(bag_position(label)))
+
+
 def problems_markdown(folders: list[Path]) -> str:
     """The runs that have no result: failed (with their error) and unfinished ones."""
     _, failed, unfinished = run_folders(folders)
@@ -165,7 +170,7 @@ def plot(table, metric: str, path: Path, by: tuple[str, ...] = ()) -> None:
         for (name, method, *values), row in sorted(table.items(), key=lambda item: tuple(map(str, item[0]))):
             if name != dataset:
                 continue
-            sizes = sorted((size for size in row if np.isfinite(bag_position(size))), key=bag_position)
+            sizes = sorted(filter(has_size, row), key=bag_position)
             if not sizes:
                 continue
             all_sizes |= set(sizes)
@@ -211,7 +216,7 @@ def main() -> None:
             "/".join(map(str, key)): {str(s): v for s, v in row.items()} for key, row in table.items()
         }
         args.out.with_suffix(".json").write_text(json.dumps(serialisable, indent=2) + "\n")
-        if any(np.isfinite(bag_position(size)) for row in table.values() for size in row):
+        if any(has_size(size) for row in table.values() for size in row):
             plot(table, args.metric, args.out.with_suffix(".png"), by)
         else:
             print(f"no bag-size axis to plot (feature bags only): {args.out.with_suffix('.png')} not written")

@@ -56,7 +56,8 @@ def fit_schedule(
             logits, covariates = predict(result.model, x, settings.train.eval_batch_size)
             unary, unary_record = prior_unary(logits, train_bags, schedule)
         targets, record = round_targets(data, train_bags, covariates, unary, settings, round_index)
-        tagged(log, "round", round_index)({"event": "bp", **unary_record, **record})
+        log_round = tagged(log, "round", round_index)
+        log_round({"event": "bp", **unary_record, **record})
         round_key = stream_key(key, "round", round_index)
         start = time.perf_counter()
         result = fit_with_loss(
@@ -65,7 +66,7 @@ def fit_schedule(
             val_bags,
             settings,
             round_key,
-            tagged(log, "round", round_index),
+            log_round,
             partial(pseudo_label_loss, lambda_agg=schedule.lambda_agg, lambda_bag=schedule.lambda_bag),
             targets,
             model=round_model(data, train_bags, settings, round_key),
