@@ -353,6 +353,7 @@ def test_loopy_graph_converges_close_to_brute_force():
     np.testing.assert_allclose(np.asarray(result.marginals), expected, atol=0.03)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("early_stop", [True, False])
 def test_jit_and_no_jit_agree(early_stop):
     rng = np.random.default_rng(2)
@@ -518,6 +519,7 @@ def clustered_knn_graph(rng, n, n_clusters):
     return build_graph(points, GraphSettings()), positive[cluster].astype(np.int32)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "seed, hard, warning",
     [(2, False, None), (2, True, None), (3, False, "outweighs the strongest such pull")],
@@ -546,6 +548,7 @@ def test_a_large_lambda_s_honours_the_counts_or_says_why(seed, hard, warning):
         assert -0.5 < gap < -COUNT_GAP_WARNING and len(warned) == 1 and warning in warned[0]
 
 
+@pytest.mark.slow
 def test_soft_counts_that_the_similarity_field_outweighs_are_reported():
     """Soft counts (lambda_b = 10) in bags of 128 against lambda_s = 1e4: a bag pulls a member towards 1 by
     at most lambda_b (2 k_b - 1) < 2,550, while its similarity field holds it near -1e4 times its weighted
@@ -644,6 +647,7 @@ def test_count_messages_match_float64_dp_on_larger_bags(lambda_b, hard, summatio
         np.testing.assert_array_less(np.abs(np.clip(out[b, : len(row)], -1e3, 1e3) - expected) / scale, 1e-4)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("lambda_b", [0.1, 10.0, 1e4])
 def test_count_messages_are_defined_for_bags_up_to_4096(lambda_b):
     """No NaN; infinite only where a hard count forces the member or, at lambda_b = 1e4 and k = 0 or |b|,
@@ -666,6 +670,7 @@ def test_count_messages_are_defined_for_bags_up_to_4096(lambda_b):
     assert not np.any(np.isnan(out)) and np.all(np.isfinite(out[1]))
 
 
+@pytest.mark.slow
 def test_hard_count_messages_of_confident_bags_of_4096_match_a_float64_dp():
     """Every member confident and k_b their positives: float32 rounds the tilted mean count to k_b over a
     wide stretch of tilts. At +-60 the upper end of the stretch (theta = +43.4) put the messages to the
@@ -738,6 +743,7 @@ def assert_windowed_messages_match_the_dp(name, lambda_b, hard):
         )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("hard", [False, True], ids=["soft", "hard"])
 def test_windowed_count_messages_of_members_near_one_half_match_a_float64_dp(hard):
     assert_windowed_messages_match_the_dp("half", 0.1, hard)
@@ -846,6 +852,7 @@ def test_the_tilts_newton_steps_find_the_float64_root():
     np.testing.assert_allclose(float(at_k[0]), 0.5 * np.log(positives / (512 - positives)), atol=1e-3)
 
 
+@pytest.mark.slow
 def test_run_bp_on_a_bag_of_4096_stays_finite():
     rng = np.random.default_rng(12)
     n = 8192
@@ -903,6 +910,7 @@ def test_max_product_count_messages_match_enumeration():
             np.testing.assert_allclose(out[0, i], expected, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_gaussian_messages_approximate_the_exact_count_messages():
     """On a bag of 200 members with cavity probabilities in [0.2, 0.8] (cavity count mean ~103, sd ~6.5),
     the Gaussian message is within 0.02 log-odds of the exact one (messages up to 0.65) for counts up to

@@ -65,6 +65,7 @@ def loopy_problems(draw):
     return graph_of(N, senders, receivers, draw(weights(10, 0.01))), bags, draw(unaries(5.0)), bp
 
 
+@pytest.mark.slow
 @PROPERTY
 @given(loopy_problems())
 def test_marginals_are_probabilities(problem):

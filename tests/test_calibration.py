@@ -25,6 +25,7 @@ def _numpy_nll(params, logits, bags):
     return np.mean(0.5 * (bags.counts - mean) ** 2 / variance + 0.5 * np.log(variance))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("bag_size", "spread"), [(8, 1.0), (64, 1.0), (512, 0.1)])
 def test_fit_matches_an_independent_optimiser_and_recovers_the_truth(bag_size, spread):
     logits, bags = _problem(60_000, bag_size, scale=2.0 / spread, shift=-1.0, spread=spread)

@@ -8,6 +8,7 @@ from llp_jax.checkpoint import load_encoder, save_encoder
 from llp_jax.models import CNNSettings, MLPSettings, make_encoder, set_output_bias
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "settings, feature_shape",
     [(MLPSettings(widths=(8, 4), embedding_layer=0), (3, 2)), (CNNSettings((4, 8), 6), (12, 12, 1))],

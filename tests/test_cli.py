@@ -28,6 +28,7 @@ def test_a_bad_setting_prints_its_message_alone(tmp_path):
     assert not (tmp_path / "run" / "metrics.jsonl").exists()  # refused before the run claimed its folder
 
 
+@pytest.mark.slow
 def test_the_traceback_is_there_on_request(tmp_path):
     completed = _train("debug=fast", "bp.damping=1.0", f"hydra.run.dir={tmp_path / 'run'}", full_error=True)
     assert completed.returncode == 1

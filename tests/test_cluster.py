@@ -27,6 +27,7 @@ def sweep(*overrides, cwd):
     return completed.stdout + completed.stderr
 
 
+@pytest.mark.slow
 def test_a_submitit_sweep_of_two_jobs_completes(tmp_path):
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
     sweep("hydra/launcher=submitit_local", "seed=0,1", f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path)
@@ -34,6 +35,7 @@ def test_a_submitit_sweep_of_two_jobs_completes(tmp_path):
     assert [json.loads(path.read_text())["seed"] for path in runs] == [0, 1]
 
 
+@pytest.mark.slow
 def test_optuna_minimises_the_validation_objective(tmp_path):
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
     overrides = ["hparams_search=llp_bp_optuna", "method=llp_bp", "schedule=easyllp_warm", "bp.max_iters=20"]
@@ -56,6 +58,7 @@ def test_hydra_info_prints_each_line_once(tmp_path):
     assert completed.returncode == 0 and output.count("Installed Hydra Plugins") == 1, output[:500]
 
 
+@pytest.mark.slow
 def test_help_lists_the_config_groups_without_internal_schemas(tmp_path):
     completed = subprocess.run(
         [sys.executable, str(TRAIN), "--help"], cwd=tmp_path, capture_output=True, text=True

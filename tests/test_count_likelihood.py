@@ -112,6 +112,7 @@ def _large_cases():
     ]
 
 
+@pytest.mark.slow
 def test_bags_of_4096_match_a_float64_dynamic_program():
     for logits, counts in _large_cases():
         want = dp_log_p(logits)[counts]
@@ -122,6 +123,7 @@ def test_bags_of_4096_match_a_float64_dynamic_program():
         np.testing.assert_allclose(got, want, rtol=RTOL, atol=ATOL)
 
 
+@pytest.mark.slow
 def test_the_accelerators_summation_matches_the_oracles_on_the_cpu(monkeypatch):
     """factors.FORCE_HANKEL: the Hankel reduction that accelerators run, here on the CPU, in a function traced
     afresh (the switch is read when a function is traced)."""
@@ -138,6 +140,7 @@ def test_the_accelerators_summation_matches_the_oracles_on_the_cpu(monkeypatch):
         np.testing.assert_allclose(got, dp_log_p(logits)[counts], rtol=RTOL, atol=ATOL)
 
 
+@pytest.mark.slow
 def test_a_confident_bag_at_its_count_has_probability_one_and_finite_gradients():
     logits = np.where(np.arange(LARGE) % 3 == 0, 30.0, -30.0).astype(np.float32)[None]
     mask, count = jnp.ones(logits.shape, bool), jnp.asarray([(logits > 0).sum()], jnp.float32)
@@ -222,6 +225,7 @@ def test_the_gradient_matches_autodiff_through_the_tree():
 # CountLoss
 
 
+@pytest.mark.slow
 def test_countloss_learns_on_synthetic_data(tmp_path):
     # debug=fast's 2 epochs at the default rate leave DLLP and CountLoss alike near AUC 0.56; 20 epochs at
     # 1e-2 reach 0.77 with both (a few seconds).

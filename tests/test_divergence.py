@@ -26,6 +26,7 @@ def bags_the_features_identify(n_bags=12, size=300, seed=0):
     return Dataset("identified_bags", split, split, split), given_bags(bag_ids, labels=y)
 
 
+@pytest.mark.slow
 def test_an_easyllp_warm_start_that_diverges_stops_the_run_with_the_fix():
     data, bags = bags_the_features_identify()
     train = TrainSettings(epochs=200, learning_rate=0.05, patience=200, progress=False)

@@ -67,6 +67,7 @@ def test_instance_label_selection_is_logged_as_such(compose_config, tmp_path):
     assert "val_instance_auc" in first_epoch
 
 
+@pytest.mark.slow
 def test_command_line_entry_point(tmp_path):
     root = Path(__file__).resolve().parents[1]
     completed = subprocess.run(
@@ -108,6 +109,7 @@ def files_run(folder: Path) -> list[str]:
     return settings + [f"dataset.{table}" for table in tables]
 
 
+@pytest.mark.slow
 def test_researchers_own_bagged_files_run_end_to_end(compose_config, tmp_path):
     summary = run_experiment(compose_config(*files_run(FILES_FIXTURES)), tmp_path)
     assert summary["bagging"] == "given" and summary["n_bags"] == 8 and summary["n_train"] == 20
@@ -126,11 +128,13 @@ def test_a_test_split_of_one_class_fails_before_training(compose_config, tmp_pat
     assert [record["event"] for record in jsonl(tmp_path / "run")] == ["failed"]  # no epoch was trained
 
 
+@pytest.mark.slow
 def test_bags_of_a_size_range_report_their_mean_size(compose_config, tmp_path):
     summary = run_experiment(compose_config(*FAST, "bagging.size_range=[100,200]"), tmp_path)
     assert 100 <= summary["mean_bag_size"] <= 200 and summary["bag_size"] == round(summary["mean_bag_size"])
 
 
+@pytest.mark.slow
 def test_cnn_learns_fashion_mnist(compose_config, tmp_path):
     """The CNN path end to end on the real images: one epoch of DLLP on bags of 8."""
     overrides = ["dataset=fashion_mnist", "model=cnn", "model.channels=[8,16]", "model.embedding_width=32"]
@@ -166,6 +170,7 @@ def test_the_optimized_metric_is_a_validation_criterion(compose_config, tmp_path
     assert summary["selection_loss"] == pytest.approx(summary["val_count_nll"], rel=1e-5)
 
 
+@pytest.mark.slow
 def test_sweep_jobs_get_a_folder_each_named_by_what_varies(tmp_path):
     sweep = tmp_path / "sweep"
     job = run_script(
@@ -193,6 +198,7 @@ def test_sweep_jobs_get_a_folder_each_named_by_what_varies(tmp_path):
         assert len(rows) == 1 and rows[0].endswith("(n=2) |"), printed
 
 
+@pytest.mark.slow
 def test_two_runs_started_at_once_get_two_folders_and_share_a_compilation_cache(tmp_path):
     env = {**os.environ, "LLP_JAX_COMPILATION_CACHE": str(tmp_path / "cache")}
     jobs = [run_script(*FAST, cwd=tmp_path, env=env) for _ in range(2)]
@@ -224,6 +230,7 @@ def uninterrupted(tmp_path_factory):
     return run_experiment(compose(*RESUMED), folder), folder
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kill", ["round 2 BP", "round 2 epoch 2"])
 def test_a_killed_run_resumes_to_the_uninterrupted_result(
     kill, uninterrupted, compose_config, tmp_path, monkeypatch

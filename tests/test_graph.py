@@ -430,6 +430,7 @@ def test_edge_weights_unknown_kernel():
         edge_weights(np.ones(3, np.float32), "gauss")
 
 
+@pytest.mark.slow
 def test_bench_script_prints_json(tmp_path):
     pytest.importorskip("faiss")
     points = tmp_path / "embeddings.npy"

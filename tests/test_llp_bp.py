@@ -24,7 +24,9 @@ from llp_jax.methods.llp_bp import (
     top_k_labels,
     warn_if_inconsistent,
 )
+from llp_jax.methods.llp_bp import rounds as rounds_module
 from llp_jax.methods.llp_bp.bag_head import pseudo_label_loss
+from llp_jax.methods.llp_bp.choice import warm_start_is_better
 from llp_jax.models import MLP, MLPSettings
 from llp_jax.train import loop as train_loop
 from llp_jax.train.calibration import fit_to_counts
@@ -68,6 +70,7 @@ def test_an_approximate_graph_logs_its_recall(compose_config, tmp_path):
     assert 0.9 <= record["graph_knn_recall"] <= 1
 
 
+@pytest.mark.slow
 def test_bp_and_the_rounds_training_step_compile_once_per_run(compose_config, tmp_path, monkeypatch):
     """Two rounds whose kNN graphs differ in their edge counts share one compiled BP loop: both problems are
     padded for n k edges, the most a kNN graph can have (here their own buckets agree as well). Their fits
@@ -126,6 +129,7 @@ def test_paper_preset_composes(compose_config):
     assert cfg.schedule.warm_start == "none" and cfg.schedule.prior_weight == 0
 
 
+@pytest.mark.slow
 def test_paper_preset_runs_to_the_end_though_its_bp_misses_counts(compose_config, real_data_dir, tmp_path):
     # The preset shortened (1 epoch, a small MLP, 10 clique BP iterations), on the real bank marketing data:
     # its threshold labels miss the counts, and the run warns and goes on as the published code does.
@@ -192,7 +196,7 @@ def test_top_k_labels_agree_with_every_bag_count():
 
 @pytest.mark.parametrize("keep_best_round", [False, True])
 def test_the_returned_round_is_the_last_or_the_best_on_validation(keep_best_round, compose_config, tmp_path):
-    overrides = [*LLP_BP, f"schedule.keep_best_round={keep_best_round}"]
+    overrides = [*LLP_BP, f"schedule.keep_best_round={keep_best_round}", "schedule.warm_start_gate=0"]
     summary = run_experiment(compose_config(*overrides), tmp_path)
     records = read_records(tmp_path)
     ends = {r["round"]: r["selection_loss"] for r in records if r.get("event") == "round_end"}
@@ -201,6 +205,44 @@ def test_the_returned_round_is_the_last_or_the_best_on_validation(keep_best_roun
     assert summary["selection_loss"] == pytest.approx(expected)
     best = [r["best_round"] for r in records if r.get("event") == "best_round"]
     assert best == ([min(ends, key=lambda r: (ends[r], -r))] if keep_best_round else [])
+
+
+def test_the_warm_start_is_better_only_beyond_min_t_standard_errors():
+    noise = np.tile([-1.0, 1.0], 8)  # 16 bags, standard error of the mean 1.033 / 4
+    standard_error = noise.std(ddof=1) / 4
+    better, t = warm_start_is_better(noise + 3 * standard_error, 2.0)
+    assert better and t == pytest.approx(3.0)
+    assert not warm_start_is_better(noise + 1.5 * standard_error, 2.0)[0]  # worse, but within the noise
+    assert not warm_start_is_better(noise - 3 * standard_error, 2.0)[0]  # the round is better
+    assert not warm_start_is_better(noise + 3 * standard_error, 0.0)[0]  # the gate is off
+    assert warm_start_is_better(np.full(4, 0.5), 2.0) == (True, np.inf)  # worse in every bag alike
+    assert warm_start_is_better(np.array([9.0]), 2.0) == (False, 0.0)  # one bag is no evidence
+
+
+@pytest.mark.parametrize("gate", [0.0, 2.0])
+def test_rounds_on_random_labels_give_way_to_the_warm_start(gate, compose_config, tmp_path, monkeypatch):
+    """Rounds trained on coin flips rank no better than chance, a DLLP warm start well (test AUC 0.91 on
+    this synthetic data): the gate returns the warm start (t about 7.6 over 225 validation bags, against
+    2); with the gate off (0), the last round."""
+    coin_flips = np.random.default_rng(0)
+
+    def random_targets(data, train_bags, covariates, unary, settings, round_index):
+        return (coin_flips.random(len(covariates)) < 0.5).astype(np.float32), {}
+
+    monkeypatch.setattr(rounds_module, "round_targets", random_targets)
+    learnable = ["dataset.n=12000", "bagging.bag_size=8", "train.epochs=10", "train.learning_rate=1e-2"]
+    overrides = [*LLP_BP, *learnable, "schedule.warm_start=dllp", f"schedule.warm_start_gate={gate}"]
+    summary = run_experiment(compose_config(*overrides), tmp_path)
+    records = read_records(tmp_path)
+    ends = {r["round"]: r["selection_loss"] for r in records if r.get("event") == "round_end"}
+    gates = [r for r in records if r.get("event") == "warm_start_gate"]
+    if gate == 0:
+        assert gates == [] and summary["selection_loss"] == pytest.approx(ends[2])
+        return
+    (record,) = gates
+    assert record["kept"] == "warm_start" and record["t"] > gate
+    assert record["last_round_val_count_nll"] > record["warm_start_val_count_nll"]
+    assert summary["selection_loss"] == pytest.approx(ends[0]) and summary["test_auc"] > 0.85
 
 
 def test_a_round_far_from_the_known_positives_is_warned_about(caplog):

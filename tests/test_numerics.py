@@ -195,6 +195,7 @@ ZERO_AND_ONE_CASES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sizes, bag_factor, hard", ZERO_AND_ONE_CASES)
 def test_all_zero_and_all_one_bags_hold_at_a_large_lambda_b(sizes, bag_factor, hard):
     """k = 0 and k = |b| at lambda_b = 1e4 (lambda_s = 1), bags of 1 to 256 (1,000 and 4,096: slow): every

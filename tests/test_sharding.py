@@ -202,6 +202,7 @@ def four_devices() -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_the_subprocess_sees_four_devices_and_constraints_split_rows(four_devices):
     assert four_devices["device_count"] == N_DEVICES
     checks = four_devices["constraint"]
@@ -211,6 +212,7 @@ def test_the_subprocess_sees_four_devices_and_constraints_split_rows(four_device
     assert checks["padded"] == [0, 1, 2, 3, 4, 5, -1, -1]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("metric", ["cosine", "euclidean"])
 def test_sharded_knn_equals_one_device(four_devices, metric):
     assert four_devices["knn"]["gathers"]  # the queries were split over the devices
@@ -219,6 +221,7 @@ def test_sharded_knn_equals_one_device(four_devices, metric):
     assert checks["distance_gap"] <= TOLERANCE
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("factor", ["count", "gaussian"])
 def test_sharded_bp_equals_one_device_with_whole_bags_on_each_shard(four_devices, factor):
     checks = four_devices["bp"][factor]
@@ -229,6 +232,7 @@ def test_sharded_bp_equals_one_device_with_whole_bags_on_each_shard(four_devices
     assert checks["field_replicated"]
 
 
+@pytest.mark.slow
 def test_sharded_training_epoch_equals_one_device(four_devices):
     checks = four_devices["training"]
     assert checks["n_steps"][0] == checks["n_steps"][1] > 2

@@ -1,5 +1,5 @@
-"""Choosing among variants by per-bag evidence: the rule (`choose_candidate`) and the candidates' validation
-scores."""
+"""Choosing among variants by per-bag evidence: the rules (`choose_candidate` among candidates,
+`warm_start_is_better` between a schedule's warm start and its last round) and the validation scores."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from llp_jax.data.bags import Bags
 from llp_jax.data.dataset import Dataset
 from llp_jax.methods.llp_bp.settings import ChooseBy, LLPBPSettings
 from llp_jax.models import Encoder
+from llp_jax.train.calibration import fit_to_counts
 from llp_jax.train.loop import predict, validation_bag_scores
 from llp_jax.train.metrics import roc_auc
 
@@ -28,6 +29,30 @@ def choose_candidate(per_bag: np.ndarray, choose_by: ChooseBy) -> int:
         return 0
     standard_error = differences.std(ddof=1) / np.sqrt(len(differences))
     return best if differences.mean() < -standard_error else 0
+
+
+def warm_start_is_better(differences: np.ndarray, min_t: float) -> tuple[bool, float]:
+    """Whether the warm start beats the last round on the validation bags, and the paired t-statistic:
+    differences float[n_bags], last round's minus the warm start's per-bag criterion (lower is better).
+    True only when the mean difference exceeds min_t standard errors of the paired differences (min_t = 0:
+    never; fewer than two bags: never; the same difference in every bag: its sign), so that the rounds,
+    the method, are replaced only on clear evidence."""
+    differences = np.asarray(differences, np.float64)
+    if len(differences) < 2:
+        return False, 0.0
+    mean, standard_error = differences.mean(), differences.std(ddof=1) / np.sqrt(len(differences))
+    t = float(mean / standard_error) if standard_error > 0 else float(np.sign(mean) * np.inf)
+    return bool(min_t > 0 and t > min_t), t
+
+
+def calibrated_val_scores(encoder: Encoder, data: Dataset, train_bags: Bags, val_bags: Bags, batch: int):
+    """Per-validation-bag count NLL float32[n_val_bags] of the encoder's logits rescaled to the training
+    bag counts (fit_to_counts) first: a round trained on hard or soft pseudo-labels is overconfident, a
+    bag-level warm start squeezed towards the prior, and raw NLLs would compare their scales, not their
+    rankings."""
+    calibration = fit_to_counts(predict(encoder, data.train.x, batch)[0], train_bags)
+    val_logits = calibration.apply(predict(encoder, data.val.x, batch)[0])
+    return validation_bag_scores(val_logits, val_bags)["val_count_nll"]
 
 
 def candidate_scores(model: Encoder, data: Dataset, val_bags: Bags, settings: LLPBPSettings) -> tuple:

@@ -18,6 +18,7 @@ from llp_jax.data.dataset import Dataset
 from llp_jax.methods.common import fit_with_loss
 from llp_jax.methods.llp_bp.bag_head import encoder_of, pseudo_label_loss, round_model
 from llp_jax.methods.llp_bp.bp_round import bp_pseudo_labels, oracle_diagnostics, prior_unary, timed_graph
+from llp_jax.methods.llp_bp.choice import calibrated_val_scores, warm_start_is_better
 from llp_jax.methods.llp_bp.labels import counts_held, pseudo_labels, warn_if_inconsistent
 from llp_jax.methods.llp_bp.settings import WARM_STARTS, LLPBPSettings, PseudoLabels
 from llp_jax.models import Encoder, rescale_logits
@@ -38,17 +39,20 @@ def fit_schedule(
 ) -> TrainResult:
     """Run the rounds of LLP-BP and return the last round's training result (its encoder without the
     bag head), or with schedule.keep_best_round the round's (the warm start included) whose selected
-    epoch has the lowest validation criterion; each round's value is logged (event round_end).
-    The warm start draws from the stream "warm_start" of `key`, round r from ("round", r)."""
+    epoch has the lowest validation criterion; each round's value is logged (event round_end). With a
+    warm start and schedule.warm_start_gate, the warm start is returned instead where the validation bags
+    clearly prefer it (`gate`).
+    The warm start draws from `key` itself (it is the warm-start method's run), round r from
+    ("round", r)."""
     schedule = settings.schedule
     x = data.train.x
     covariates, unary, result, rounds = x.reshape(len(x), -1), None, None, []
     if schedule.warm_start != "none":
         warm_start = WARM_STARTS[schedule.warm_start]
         start = time.perf_counter()
-        result = warm_start(
-            data, train_bags, val_bags, settings, stream_key(key, "warm_start"), tagged(log, "round", 0)
-        )
+        # the baseline's own key: round 0 is the warm-start method's run of the same seed, so that the
+        # rounds' gain over it is measured paired
+        result = warm_start(data, train_bags, val_bags, settings, key, tagged(log, "round", 0))
         rounds.append(_round_end(result, 0, log, time.perf_counter() - start))
     for round_index in range(1, schedule.rounds + 1):
         unary_record = {}
@@ -75,11 +79,42 @@ def fit_schedule(
     if schedule.keep_best_round:  # the lowest criterion; on a tie the later round
         _, best_round, result = min(rounds, key=lambda entry: (entry[0], -entry[1]))
         log({"event": "best_round", "best_round": best_round})
+    if schedule.warm_start_gate > 0 and schedule.warm_start != "none" and rounds[-1][2] is result:
+        result = gate(rounds[0][2], result, data, train_bags, val_bags, settings, log)
     encoder = encoder_of(result.model)
     if schedule.calibrate:
         calibration = calibrate_head(encoder, x, train_bags, settings.train.eval_batch_size)
         log({"event": "output_calibration", **calibration})
     return result._replace(model=encoder)
+
+
+def gate(
+    warm: TrainResult,
+    last: TrainResult,
+    data: Dataset,
+    train_bags: Bags,
+    val_bags: Bags,
+    settings: LLPBPSettings,
+    log: Callable[[dict], None],
+) -> TrainResult:
+    """The last round's result, or the warm start's where the validation bags clearly prefer it
+    (warm_start_is_better at schedule.warm_start_gate); the comparison is logged (event warm_start_gate)."""
+    batch = settings.train.eval_batch_size
+    warm_nll, last_nll = (
+        calibrated_val_scores(encoder_of(result.model), data, train_bags, val_bags, batch)
+        for result in (warm, last)
+    )
+    keep_warm, t = warm_start_is_better(last_nll - warm_nll, settings.schedule.warm_start_gate)
+    log(
+        {
+            "event": "warm_start_gate",
+            "warm_start_val_count_nll": float(warm_nll.mean()),
+            "last_round_val_count_nll": float(last_nll.mean()),
+            "t": t,
+            "kept": "warm_start" if keep_warm else "last_round",
+        }
+    )
+    return warm if keep_warm else last
 
 
 def round_targets(

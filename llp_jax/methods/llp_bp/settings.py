@@ -26,11 +26,13 @@ class ScheduleSettings(NamedTuple):
     strict_counts: with threshold labels, stop (CountGapError) when BP's marginals miss the bags' total
     count by more than 10% (false: warn and train on them, as the paper's code does); keep_best_round:
     return the round (the warm start included) with the best validation criterion instead of the last
-    one; lambda_agg: weight of the aggregate-embedding bag loss (0 = off); lambda_bag: weight of
-    DLLP's bag-proportion loss on the round encoder's own predictions (0 = off); warm_start: none | dllp |
-    easyllp | countloss, a round 0 on the bags alone; prior_weight: gamma, the weight of the previous
-    encoder's logits as a BP unary (0 = off); calibrate: rescale those logits to the training bag counts
-    first, and the final encoder's logit head likewise (no labels used).
+    one; warm_start_gate: return the warm start instead of the last round when the validation bags' count
+    NLL (both encoders calibrated to the training bag counts) is higher for the round with a paired
+    t-statistic above this (0 = off); lambda_agg: weight of the aggregate-embedding bag loss (0 = off);
+    lambda_bag: weight of DLLP's bag-proportion loss on the round encoder's own predictions (0 = off);
+    warm_start: none | dllp | easyllp | countloss, a round 0 on the bags alone; prior_weight: gamma, the
+    weight of the previous encoder's logits as a BP unary (0 = off); calibrate: rescale those logits to
+    the training bag counts first, and the final encoder's logit head likewise (no labels used).
     candidates (schedule=auto): variants of this schedule, each "key=value ..." over its fields (an empty
     string: the schedule as it is), and choose_by how one is returned: `first`, the first that runs to the
     end (a later candidate runs only when the earlier ones failed: a fallback); or each runs in full and
@@ -45,6 +47,7 @@ class ScheduleSettings(NamedTuple):
     labels: PseudoLabels = PseudoLabels.soft
     strict_counts: bool = True
     keep_best_round: bool = False
+    warm_start_gate: float = 2.0
     lambda_agg: float = 0.0
     lambda_bag: float = 0.0
     warm_start: WarmStart = WarmStart.easyllp
@@ -68,7 +71,7 @@ def check_schedule(schedule: ScheduleSettings) -> None:
         raise ValueError(
             f"schedule.labels={schedule.labels!r}; choose one of {list(PseudoLabels.__members__)}"
         )
-    for name in ("lambda_agg", "lambda_bag", "prior_weight"):
+    for name in ("lambda_agg", "lambda_bag", "prior_weight", "warm_start_gate"):
         if not getattr(schedule, name) >= 0:
             raise ValueError(f"schedule.{name}={getattr(schedule, name)} must be >= 0 (0 turns it off)")
     if schedule.choose_by not in ChooseBy.__members__:
