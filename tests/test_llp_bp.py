@@ -207,23 +207,26 @@ def test_the_returned_round_is_the_last_or_the_best_on_validation(keep_best_roun
     assert best == ([min(ends, key=lambda r: (ends[r], -r))] if keep_best_round else [])
 
 
-def test_the_warm_start_is_better_only_beyond_min_t_standard_errors():
-    noise = np.tile([-1.0, 1.0], 8)  # 16 bags, standard error of the mean 1.033 / 4
+def test_the_warm_start_is_better_only_at_the_significance_level():
+    noise = np.tile([-1.0, 1.0], 8)  # 16 bags: t = mean / (1.033 / 4), 15 degrees of freedom
     standard_error = noise.std(ddof=1) / 4
-    better, t = warm_start_is_better(noise + 3 * standard_error, 2.0)
-    assert better and t == pytest.approx(3.0)
-    assert not warm_start_is_better(noise + 1.5 * standard_error, 2.0)[0]  # worse, but within the noise
-    assert not warm_start_is_better(noise - 3 * standard_error, 2.0)[0]  # the round is better
+    better, t, p = warm_start_is_better(noise + 3 * standard_error, 0.025)
+    assert better and t == pytest.approx(3.0) and p == pytest.approx(0.00448, abs=5e-5)  # t table, 15 df
+    assert not warm_start_is_better(noise + 1.5 * standard_error, 0.025)[0]  # worse, within the noise
+    assert not warm_start_is_better(noise - 3 * standard_error, 0.025)[0]  # the round is better
     assert not warm_start_is_better(noise + 3 * standard_error, 0.0)[0]  # the gate is off
-    assert warm_start_is_better(np.full(4, 0.5), 2.0) == (True, np.inf)  # worse in every bag alike
-    assert warm_start_is_better(np.array([9.0]), 2.0) == (False, 0.0)  # one bag is no evidence
+    assert warm_start_is_better(np.full(4, 0.5), 0.025)[:2] == (True, np.inf)  # worse in every bag alike
+    assert warm_start_is_better(np.array([9.0]), 0.025) == (False, 0.0, 1.0)  # one bag is no evidence
+    # two bags: t = 3 has p = 0.10 at one degree of freedom, not the 0.0013 of a normal approximation
+    better, t, p = warm_start_is_better(np.array([1.0, 2.0]), 0.025)
+    assert not better and t == pytest.approx(3.0) and p == pytest.approx(0.1024, abs=1e-4)
 
 
-@pytest.mark.parametrize("gate", [0.0, 2.0])
+@pytest.mark.parametrize("gate", [0.0, 0.025])
 def test_rounds_on_random_labels_give_way_to_the_warm_start(gate, compose_config, tmp_path, monkeypatch):
     """Rounds trained on coin flips rank no better than chance, a DLLP warm start well (test AUC 0.91 on
-    this synthetic data): the gate returns the warm start (t about 7.6 over 225 validation bags, against
-    2); with the gate off (0), the last round."""
+    this synthetic data): the gate returns the warm start (t about 7.6 over 225 validation bags, p far
+    below 0.025); with the gate off (0), the last round."""
     coin_flips = np.random.default_rng(0)
 
     def random_targets(data, train_bags, covariates, unary, settings, round_index):
@@ -240,7 +243,7 @@ def test_rounds_on_random_labels_give_way_to_the_warm_start(gate, compose_config
         assert gates == [] and summary["selection_loss"] == pytest.approx(ends[2])
         return
     (record,) = gates
-    assert record["kept"] == "warm_start" and record["t"] > gate
+    assert record["kept"] == "warm_start" and record["p"] < gate and record["t"] > 2
     assert record["last_round_val_count_nll"] > record["warm_start_val_count_nll"]
     assert summary["selection_loss"] == pytest.approx(ends[0]) and summary["test_auc"] > 0.85
 

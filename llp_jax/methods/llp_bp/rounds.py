@@ -25,6 +25,7 @@ from llp_jax.models import Encoder, rescale_logits
 from llp_jax.streams import stream_key
 from llp_jax.train.calibration import fit_to_counts
 from llp_jax.train.loop import TrainResult, predict
+from llp_jax.train.metrics import roc_auc
 
 logger = logging.getLogger("llp_jax")
 
@@ -98,22 +99,27 @@ def gate(
     log: Callable[[dict], None],
 ) -> TrainResult:
     """The last round's result, or the warm start's where the validation bags clearly prefer it
-    (warm_start_is_better at schedule.warm_start_gate); the comparison is logged (event warm_start_gate)."""
+    (warm_start_is_better at the level schedule.warm_start_gate); the comparison is logged (event
+    warm_start_gate, with both encoders' test AUC under oracle/ where test labels exist)."""
     batch = settings.train.eval_batch_size
+    warm_encoder, last_encoder = encoder_of(warm.model), encoder_of(last.model)
     warm_nll, last_nll = (
-        calibrated_val_scores(encoder_of(result.model), data, train_bags, val_bags, batch)
-        for result in (warm, last)
+        calibrated_val_scores(encoder, data, train_bags, val_bags, batch)
+        for encoder in (warm_encoder, last_encoder)
     )
-    keep_warm, t = warm_start_is_better(last_nll - warm_nll, settings.schedule.warm_start_gate)
-    log(
-        {
-            "event": "warm_start_gate",
-            "warm_start_val_count_nll": float(warm_nll.mean()),
-            "last_round_val_count_nll": float(last_nll.mean()),
-            "t": t,
-            "kept": "warm_start" if keep_warm else "last_round",
-        }
-    )
+    keep_warm, t, p = warm_start_is_better(last_nll - warm_nll, settings.schedule.warm_start_gate)
+    record = {
+        "event": "warm_start_gate",
+        "warm_start_val_count_nll": float(warm_nll.mean()),
+        "last_round_val_count_nll": float(last_nll.mean()),
+        "t": t,
+        "p": p,
+        "kept": "warm_start" if keep_warm else "last_round",
+    }
+    if data.test.y is not None:  # diagnostics only, never used to choose
+        for name, encoder in (("warm_start", warm_encoder), ("last_round", last_encoder)):
+            record[f"oracle/{name}_test_auc"] = roc_auc(data.test.y, predict(encoder, data.test.x, batch)[0])
+    log(record)
     return warm if keep_warm else last
 
 

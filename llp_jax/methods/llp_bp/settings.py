@@ -26,10 +26,11 @@ class ScheduleSettings(NamedTuple):
     strict_counts: with threshold labels, stop (CountGapError) when BP's marginals miss the bags' total
     count by more than 10% (false: warn and train on them, as the paper's code does); keep_best_round:
     return the round (the warm start included) with the best validation criterion instead of the last
-    one; warm_start_gate: return the warm start instead of the last round when the validation bags' count
-    NLL (both encoders calibrated to the training bag counts) is higher for the round with a paired
-    t-statistic above this (0 = off); lambda_agg: weight of the aggregate-embedding bag loss (0 = off);
-    lambda_bag: weight of DLLP's bag-proportion loss on the round encoder's own predictions (0 = off);
+    one; warm_start_gate: a significance level; the warm start is returned instead of the last round when
+    the validation bags' count NLL (both encoders calibrated to the training bag counts) is higher for the
+    round, by a paired one-sided t-test at this level (0 = off); lambda_agg: weight of the
+    aggregate-embedding bag loss (0 = off); lambda_bag: weight of DLLP's bag-proportion loss on the round
+    encoder's own predictions (0 = off);
     warm_start: none | dllp | easyllp | countloss, a round 0 on the bags alone; prior_weight: gamma, the
     weight of the previous encoder's logits as a BP unary (0 = off); calibrate: rescale those logits to
     the training bag counts first, and the final encoder's logit head likewise (no labels used).
@@ -47,7 +48,7 @@ class ScheduleSettings(NamedTuple):
     labels: PseudoLabels = PseudoLabels.soft
     strict_counts: bool = True
     keep_best_round: bool = False
-    warm_start_gate: float = 2.0
+    warm_start_gate: float = 0.025
     lambda_agg: float = 0.0
     lambda_bag: float = 0.0
     warm_start: WarmStart = WarmStart.easyllp
@@ -71,7 +72,12 @@ def check_schedule(schedule: ScheduleSettings) -> None:
         raise ValueError(
             f"schedule.labels={schedule.labels!r}; choose one of {list(PseudoLabels.__members__)}"
         )
-    for name in ("lambda_agg", "lambda_bag", "prior_weight", "warm_start_gate"):
+    if not 0 <= schedule.warm_start_gate < 1:
+        raise ValueError(
+            f"schedule.warm_start_gate={schedule.warm_start_gate} is a significance level: give one in "
+            "[0, 1), e.g. 0.025 (0 turns the gate off)"
+        )
+    for name in ("lambda_agg", "lambda_bag", "prior_weight"):
         if not getattr(schedule, name) >= 0:
             raise ValueError(f"schedule.{name}={getattr(schedule, name)} must be >= 0 (0 turns it off)")
     if schedule.choose_by not in ChooseBy.__members__:
