@@ -28,16 +28,14 @@ import jax.numpy as jnp
 import numpy as np
 from omegaconf import OmegaConf
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "scripts"))
-from report import bag_position, flatten, run_folders  # noqa: E402
-
-from llp_jax.checkpoint import load_encoder  # noqa: E402
-from llp_jax.config import resolve  # noqa: E402
-from llp_jax.data.bags import Bags  # noqa: E402
-from llp_jax.experiment import load_inputs  # noqa: E402
-from llp_jax.train.count_likelihood import count_log_likelihood  # noqa: E402
-from llp_jax.train.loop import predict  # noqa: E402
-from llp_jax.train.metrics import roc_auc  # noqa: E402
+from llp_jax.checkpoint import load_encoder
+from llp_jax.config import resolve
+from llp_jax.data.bags import Bags
+from llp_jax.experiment import load_inputs
+from llp_jax.report import bag_position, flatten, run_folders
+from llp_jax.train.count_likelihood import count_log_likelihood
+from llp_jax.train.loop import predict
+from llp_jax.train.metrics import roc_auc
 
 sys.path.insert(0, str(Path(__file__).parent))
 from selection_study import cell_of  # noqa: E402

@@ -16,11 +16,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "scripts"))
-from report import run_folders  # noqa: E402
+from llp_jax.report import run_folders
 
 
 def round_costs(records: list[dict]) -> list[dict]:

@@ -22,17 +22,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 import yaml
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "scripts"))
-from report import bag_label, bag_position, flatten, run_folders  # noqa: E402
-
-from llp_jax.methods.llp_bp import choose_candidate  # noqa: E402
+from llp_jax.methods.llp_bp import choose_candidate
+from llp_jax.report import bag_label, bag_position, flatten, run_folders
 
 BASELINES = ("dllp", "easyllp", "countloss")
 CRITERIA = ("val_bag_loss", "val_count_nll")

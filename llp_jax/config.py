@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import sys
 import types
 import typing
@@ -30,6 +31,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from llp_jax.data import LOADERS, BaggingSettings, check_bagging
+from llp_jax.hpo import register_sampler
 from llp_jax.methods import METHODS, FitSettings
 from llp_jax.models import MODELS
 from llp_jax.sharding import check_shard
@@ -108,13 +110,14 @@ DATASET_SCHEMAS = {
 @dataclass
 class LoggerConfig:
     """metrics.jsonl and metrics.json are always written; wandb is optional and offline by default.
-    name: the wandb run's name (None: the run folder's); group: its group (None: the sweep folder's
-    name in a sweep); tags, job_type and notes as wandb takes them."""
+    name: the wandb run's name (None: the run folder's); group: its group (None: in a sweep, one named
+    after the sweep, llp_jax.cli.sweep_group); tags (after the run's top-level tags), job_type and notes
+    as wandb takes them."""
 
     wandb: bool = False
     project: str = "llp_jax"
     entity: str | None = None
-    mode: str = "offline"
+    mode: str | None = None  # None: the environment's WANDB_MODE when set, else offline
     name: str | None = None
     group: str | None = None
     tags: list[str] = field(default_factory=list)
@@ -226,6 +229,8 @@ def register_configs() -> None:
         for name, node in named.items():
             store.store(group=f"hydra/schema/{group}", name=name, node=node)
     OmegaConf.register_new_resolver("folder_name", folder_name, replace=True)
+    OmegaConf.register_new_resolver("job_name", job_name, replace=True)
+    register_sampler()  # hparams_search: the Optuna sampler that a resumed search needs (llp_jax.hpo)
 
 
 # A file name holds at most 255 bytes on common file systems; an Optuna trial's float overrides exceed it.
@@ -242,11 +247,31 @@ def folder_name(text: str) -> str:
     return text.translate(FOLDER_NAME_CHARACTERS)[:MAX_FOLDER_NAME]
 
 
+def job_name(sweep_dir: str) -> str:
+    """The name of a sweep's cluster jobs (the `${job_name:${hydra.sweep.dir}}` resolver of
+    hydra/launcher/slurm.yaml, what squeue shows): the sweep folder's name (hydra.sweep.dir=multirun/bags:
+    "bags"); under a folder named by a bare time, as the default multirun/<date>/<time> is, "llp_" and its
+    date and time. Characters other than letters, digits, . _ - become _."""
+    folder = Path(str(sweep_dir))
+    name = folder.name
+    if re.fullmatch(r"[\d_:.-]*", name):
+        name = f"llp_{folder.parent.name}_{name}".rstrip("_")
+    return re.sub(r"[^\w.-]", "_", name)[:MAX_FOLDER_NAME]
+
+
+def current_spelling(overrides: list[str]) -> list[str]:
+    """The overrides with `+experiment=<name>`, the older spelling of `experiment=<name>`, in the new one:
+    the main config lists the experiment group (`experiment: null`), and Hydra refuses to add (+) a group
+    the defaults list already holds ("Multiple values for experiment")."""
+    old = "+experiment="
+    return [f"experiment={o.removeprefix(old)}" if o.startswith(old) else o for o in overrides]
+
+
 def compose(*overrides: str) -> DictConfig:
     """The config that `llp-train *overrides` runs, composed from the package's configs (any folder)."""
     register_configs()
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
-        return hydra_compose(config_name="config", overrides=list(overrides))
+        return hydra_compose(config_name="config", overrides=current_spelling(list(overrides)))
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -261,14 +286,16 @@ class DatasetChoice(NamedTuple):
     options: dict[str, Any]
 
 
-# What a sweeper may optimise: validation numbers of the summary, lower is better. Never a test metric.
-OPTIMIZED_METRICS = ("selection_loss", "val_bag_loss")
+# What a sweeper may optimise: validation criteria of the model the run returns (metrics.json), lower is
+# better; selection_loss is the one train.select_on names (val_count_nll by default). Never a test metric.
+OPTIMIZED_METRICS = ("selection_loss", "val_count_nll", "val_bag_loss")
 
 
 class RunSettings(NamedTuple):
     """Everything a run reads, typed: seed (>= 0), dataset, bagging, the method's name and settings
-    (FitSettings or the method's subclass), the logger config, the summary key a sweeper minimises and the
-    devices used (shard, llp_jax.sharding)."""
+    (FitSettings or the method's subclass), the logger config, the summary key a sweeper minimises, the
+    devices used (shard, llp_jax.sharding; require_gpu: fail at once unless JAX sees a GPU or TPU) and the
+    run's tags (metrics.json, failed.json, wandb)."""
 
     seed: int
     dataset: DatasetChoice
@@ -278,6 +305,8 @@ class RunSettings(NamedTuple):
     logger: LoggerConfig
     optimized_metric: str
     shard: str
+    tags: tuple[str, ...] = ()
+    require_gpu: bool = False
 
 
 def resolve(cfg: DictConfig) -> RunSettings:
@@ -313,6 +342,10 @@ def resolve(cfg: DictConfig) -> RunSettings:
     check_bagging(bagging)
     shard = cfg.shard
     check_shard(shard)
+    require_gpu = cfg.get("require_gpu", False)
+    if not isinstance(require_gpu, bool):
+        raise ValueError(f"require_gpu={require_gpu!r} must be true or false")
+    tags = check_tags(cfg.get("tags", []))
     return RunSettings(
         seed=seed,
         dataset=DatasetChoice(dataset["name"], dataset["data_dir"], options),
@@ -322,4 +355,17 @@ def resolve(cfg: DictConfig) -> RunSettings:
         logger=OmegaConf.to_object(cfg.logger),
         optimized_metric=optimized,
         shard=shard,
+        tags=tags,
+        require_gpu=require_gpu,
     )
+
+
+def check_tags(tags: Any) -> tuple[str, ...]:
+    """The run's labels (the top-level `tags`, e.g. tags=[baseline,bank]) as a tuple of strings; ValueError
+    for anything but a list of strings and numbers."""
+    values = list(tags) if OmegaConf.is_list(tags) or isinstance(tags, list | tuple) else None
+    if values is None or not all(
+        isinstance(v, str | int | float) and not isinstance(v, bool) for v in values
+    ):
+        raise ValueError(f"tags={tags!r} must be a list of words, e.g. tags=[baseline,bank]")
+    return tuple(str(value) for value in values)

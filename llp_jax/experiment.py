@@ -20,11 +20,12 @@ from llp_jax.data.bags import Bags
 from llp_jax.data.dataset import Dataset
 from llp_jax.methods import METHODS
 from llp_jax.provenance import provenance
-from llp_jax.sharding import use_devices
+from llp_jax.sharding import check_accelerator, use_devices
 from llp_jax.streams import stream_key, stream_seed
 from llp_jax.train.checkpoints import RunCheckpoints, checkpointing, records_covered
-from llp_jax.train.loop import predict, validation_bag_scores
+from llp_jax.train.loop import TrainResult, ValInputs, predict, selection_scores, validation_bag_scores
 from llp_jax.train.metrics import classification_metrics
+from llp_jax.train.settings import SelectOn
 from llp_jax.writers import MetricsWriter
 
 CHECKPOINTS = "checkpoints"  # the run folder's checkpoints of the training state, until the run ends
@@ -84,15 +85,18 @@ def build_bags(data: Dataset, run: RunSettings) -> tuple[Bags, Bags]:
 def run_experiment(cfg: DictConfig, run_dir: str | Path, first_process_dir: str | Path | None = None) -> dict:
     """Run the method of `cfg` and return the final summary, also written to run_dir/metrics.json.
 
-    The config is resolved and checked (llp_jax.config.resolve) before anything is written or loaded;
+    The config is resolved and checked (llp_jax.config.resolve), and with require_gpu the devices
+    (llp_jax.sharding.check_accelerator), before anything is written or loaded;
     run_dir must not hold another run (llp_jax.writers.claim_run_dir), unless the run resumes the
     unfinished run there (train.resume, or a SLURM requeue) with the same settings. A run that fails
-    leaves run_dir/failed.json with its traceback, and the error is raised again. The training state is
-    checkpointed into run_dir/checkpoints while the run goes on (llp_jax.train.checkpoints).
+    leaves run_dir/failed.json with its traceback and provenance (`failure_details`), and the error is
+    raised again. The training state is checkpointed into run_dir/checkpoints while the run goes on
+    (llp_jax.train.checkpoints).
     first_process_dir: for process i > 0 of several processes of one run, the first process's run_dir,
     whose checkpoints and encoder this process shares rather than writes (None: run_dir)."""
     start = time.perf_counter()
     run = resolve(cfg)
+    check_accelerator(run.require_gpu)  # require_gpu: no GPU or TPU, no run (nothing loaded or written)
     run_dir = Path(run_dir)
     wandb_settings = None
     if run.logger.wandb:
@@ -103,7 +107,7 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path, first_process_dir: str 
             "mode": logger.mode,
             "name": logger.name or run_dir.name,
             "group": logger.group,
-            "tags": list(logger.tags),
+            "tags": list(dict.fromkeys([*run.tags, *logger.tags])),  # the run's tags, then wandb's own
             "job_type": logger.job_type,
             "notes": logger.notes,
         }
@@ -121,12 +125,24 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path, first_process_dir: str 
         with checkpointing(checkpoints), use_devices(run.shard):
             summary = _run(cfg, run, run_dir, writer.log, start)
     except BaseException as error:
-        writer.fail(error)
+        writer.fail(error, failure_details(run))
         raise
     writer.finish(summary)
     if jax.process_index() == 0:  # several processes: the checkpoints are the first's to remove
         shutil.rmtree(folder, ignore_errors=True)  # the run is finished and its encoder saved
     return summary
+
+
+def failure_details(run: RunSettings) -> dict:
+    """What failed.json records of a run beside its error: the run's method, dataset, seed and tags, and
+    the provenance metrics.json carries (git commit, versions, device, host, Python). Provenance that cannot
+    be read (JAX finds no device, say) is replaced by its own error, which never hides the run's."""
+    try:
+        origin = provenance()
+    except Exception as error:  # the run's error is the one to report
+        origin = {"error": f"{type(error).__name__}: {error}"}
+    details = {"method": run.method_name, "dataset": run.dataset.name, "seed": run.seed}
+    return details | {"tags": list(run.tags), "provenance": origin}
 
 
 def _resuming(run: RunSettings, run_dir: Path) -> bool:
@@ -155,16 +171,22 @@ def _check_same_run(cfg: DictConfig, run_dir: Path) -> None:
         )
 
 
-def load_inputs(run: RunSettings) -> tuple[Dataset, Bags, Bags]:
-    """The run's dataset and its (train_bags, val_bags), every input checked before anything trains: the
-    loader checks its files and features (llp_jax.data), the test split must hold both classes, and the
-    bags must fit the data (make_bags)."""
-    data = load_dataset(
+def load_data(run: RunSettings) -> Dataset:
+    """The run's dataset, split as the run split it (the stream "split" of its seed); the loader checks
+    its files and features (llp_jax.data)."""
+    return load_dataset(
         run.dataset.name,
         data_dir=run.dataset.data_dir,
         seed=stream_seed(run.seed, "split"),
         **run.dataset.options,
     )
+
+
+def load_inputs(run: RunSettings) -> tuple[Dataset, Bags, Bags]:
+    """The run's dataset and its (train_bags, val_bags), every input checked before anything trains: the
+    loader checks its files and features (llp_jax.data), the test split must hold both classes, and the
+    bags must fit the data (make_bags)."""
+    data = load_data(run)
     _check_test_labels(data.test.y)
     return (data, *build_bags(data, run))
 
@@ -180,6 +202,17 @@ def _check_test_labels(labels: np.ndarray) -> None:
         )
 
 
+def returned_model_criteria(result: TrainResult, data: Dataset, val_bags: Bags, run: RunSettings) -> dict:
+    """The validation criteria of the model the method returned, computed on that model itself (means over
+    the validation bags): val_bag_loss, val_count_nll and selection_loss, the one train.select_on names
+    (llp_jax.train.loop.selection_scores, as every epoch computes them). This selection_loss is what
+    metrics.json holds, what the run returns to a sweeper (optimized_metric) and what llp-report ranks
+    variants by; it can differ from the last fit's best epoch's (best_epoch_selection_loss): LLP-BP returns
+    a later round or its warm start, recalibrated on the training bag counts."""
+    settings = run.method.train._replace(select_on=SelectOn(result.selection))
+    return selection_scores(result.model, ValInputs(data.val.x, val_bags, data.val.y), settings)
+
+
 def _run(cfg: DictConfig, run: RunSettings, run_dir: Path, log, start: float) -> dict:
     """The run proper: data, bags, the method, the saved encoder and the test metrics (the summary)."""
     (run_dir / "config_resolved.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
@@ -191,6 +224,7 @@ def _run(cfg: DictConfig, run: RunSettings, run_dir: Path, log, start: float) ->
     test_logits, _ = predict(result.model, data.test.x, run.method.train.eval_batch_size)
     val_logits, _ = predict(result.model, data.val.x, run.method.train.eval_batch_size)
     val_scores = validation_bag_scores(val_logits, val_bags)  # of the classifier returned, per bag
+    criteria = returned_model_criteria(result, data, val_bags, run)
     fixed_size = run.bagging.kind == "random" and run.bagging.size_range is None
     return {
         "status": "finished",
@@ -200,15 +234,16 @@ def _run(cfg: DictConfig, run: RunSettings, run_dir: Path, log, start: float) ->
         "bag_size": run.bagging.bag_size if fixed_size else round(np.mean(train_bags.sizes)),
         "mean_bag_size": float(np.mean(train_bags.sizes)),
         "seed": run.seed,
+        "tags": list(run.tags),
         **classification_metrics(data.test.y, test_logits, "test"),
         "n_train": int(train_bags.sizes.sum()),
         "feature_shape": list(data.feature_shape),
         "n_bags": train_bags.n_bags,
         "n_val_bags": val_bags.n_bags,
         "best_epoch": result.best_epoch,
-        **{name: float(np.mean(values)) for name, values in val_scores.items()},
+        **criteria,
         **{f"{name}_per_bag": values.tolist() for name, values in val_scores.items()},
-        "selection_loss": result.history[result.best_epoch - 1]["selection_loss"],
+        "best_epoch_selection_loss": result.history[result.best_epoch - 1]["selection_loss"],
         "epochs_run": len(result.history),
         "selection": str(result.selection),
         "wall_time_s": time.perf_counter() - start,

@@ -21,7 +21,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import sys
 from collections.abc import Iterator
+from importlib.metadata import distributions
 from typing import TYPE_CHECKING, Any
 
 import jax
@@ -78,6 +81,54 @@ def use_devices(shard: str = "auto") -> Iterator[Mesh | None]:
     )
     with jax.set_mesh(mesh):
         yield mesh
+
+
+ACCELERATORS = ("gpu", "tpu")  # jax.Device.platform of an accelerator (CUDA and ROCm GPUs are "gpu")
+# pip distributions of JAX's accelerator builds (jax[cuda12] installs jax-cuda12-plugin)
+ACCELERATOR_BUILDS = ("jax-cuda", "jax-rocm", "libtpu")
+
+
+def check_accelerator(required: bool, devices=None) -> None:
+    """When `required` (the setting require_gpu), ValueError naming the cause and the fix unless one of
+    `devices` (None: jax.devices()) is a GPU or TPU, so that a cluster job given a GPU that JAX cannot
+    see fails at once rather than running for hours on the CPU; logs the accelerators it found."""
+    if not required:
+        return
+    devices = jax.devices() if devices is None else devices
+    accelerators = [device for device in devices if device.platform in ACCELERATORS]
+    if accelerators:
+        kinds = sorted({f"{device.platform} ({device.device_kind})" for device in accelerators})
+        logger.info("require_gpu: JAX sees %d accelerator(s): %s", len(accelerators), ", ".join(kinds))
+        return
+    platforms = sorted({device.platform for device in devices})
+    raise ValueError(
+        f"require_gpu=true, but JAX sees no GPU or TPU, only {len(devices)} {'/'.join(platforms)} "
+        f"device(s). {_no_accelerator_hint()} Or set require_gpu=false to run on the CPU."
+    )
+
+
+def _no_accelerator_hint() -> str:
+    """Why JAX likely found no accelerator here, and the fix."""
+    platforms = os.environ.get("JAX_PLATFORMS")
+    if platforms and not set(platforms.lower().split(",")) & {"cuda", "gpu", "rocm", "tpu"}:
+        return f"JAX_PLATFORMS={platforms} keeps JAX off the accelerators: unset it."
+    builds = sorted(
+        name
+        for name in {(dist.metadata["Name"] or "").lower().replace("_", "-") for dist in distributions()}
+        if name.startswith(ACCELERATOR_BUILDS)
+    )
+    if not builds:
+        return (
+            f"This Python ({sys.executable}) has JAX's CPU build only: install the CUDA build into the "
+            'environment the jobs run (pip install -e ".[gpu]", which is jax[cuda12]).'
+        )
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    return (
+        f"JAX's accelerator build is installed ({', '.join(builds)}) but found no device: check that the "
+        "job was given a GPU (hydra.launcher.gpus_per_node; nvidia-smi inside the job"
+        + (f"; CUDA_VISIBLE_DEVICES={visible}" if visible is not None else "")
+        + ") and that the node's driver is loaded (the cluster's module lines: hydra.launcher.setup)."
+    )
 
 
 def n_shards() -> int:

@@ -2,7 +2,10 @@
 
 A run folder belongs to one run: the writer claims it by creating metrics.jsonl exclusively, and refuses a
 folder that already holds a run's files, so no finished result is ever appended to or overwritten.
-A run that fails leaves failed.json (status, error and traceback) instead of metrics.json.
+A run that fails leaves failed.json (status, error, traceback and the run's provenance) instead of
+metrics.json.
+With wandb, the run folder also keeps the wandb run's id (wandb_run.json), so that a resumed run continues
+the same wandb run.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ import json
 import logging
 import math
 import os
+import secrets
+import string
 import traceback
 from pathlib import Path
 from typing import Any
@@ -35,11 +40,25 @@ RUN_FILES = ("metrics.jsonl", "metrics.json", "failed.json")
 logger = logging.getLogger("llp_jax")
 
 
+# How an empty string reads in a log line, by key: LLP-BP's candidate "" is the schedule's own settings.
+EMPTY_VALUES = {"schedule": "(defaults)"}
+
+
+def log_value(key: str, value: int | float | str) -> str:
+    """A value of a log line: a float to 4 significant digits, an empty string as EMPTY_VALUES says or
+    as "" (never as nothing at the end of a line)."""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if value == "":
+        return EMPTY_VALUES.get(key, '""')
+    return str(value)
+
+
 def log_line(record: dict) -> str:
     """A record as one readable log line: its round and epoch or event first, then key value pairs."""
     head = [f"{key} {record[key]}" for key in ("round", "epoch", "event") if key in record]
     rest = [
-        f"{key} {value:.4g}" if isinstance(value, float) else f"{key} {value}"
+        f"{key} {log_value(key, value)}"
         for key, value in record.items()
         if key not in ("round", "epoch", "event") and isinstance(value, int | float | str)
     ]
@@ -99,6 +118,12 @@ def claim_run_dir(run_dir: Path):
     )
 
 
+def records_written(run_dir: Path) -> int:
+    """The number of records in run_dir/metrics.jsonl (0 when there is none)."""
+    jsonl = run_dir / "metrics.jsonl"
+    return len(jsonl.read_text(encoding="utf-8").splitlines()) if jsonl.exists() else 0
+
+
 def reopen_run_dir(run_dir: Path, keep: int):
     """Reopen an unfinished run's metrics.jsonl for a resumed run: its first `keep` records (those its
     latest checkpoint covers) are kept and the file is rewritten with them, never appended to blindly;
@@ -116,13 +141,80 @@ def reopen_run_dir(run_dir: Path, keep: int):
     return open(jsonl, "a", encoding="utf-8")
 
 
+WANDB_RUN_FILE = "wandb_run.json"
+
+
+def wandb_mode(configured: str | None) -> str:
+    """The wandb mode of a run: the config's logger.mode when it names one, else the environment's WANDB_MODE
+    when set (WANDB_MODE=disabled turns wandb off for every run started from that shell or job), else
+    "offline" (wandb's own default would be online)."""
+    return configured or os.environ.get("WANDB_MODE") or "offline"
+
+
+def wandb_run_state(run_dir: Path, resume: tuple[int, int] | None) -> tuple[str, int]:
+    """(id, step offset) of the wandb run of the run in run_dir, kept in run_dir/wandb_run.json: record i
+    of metrics.jsonl goes to wandb step i + offset. A new run draws a new id, offset 0. A resumed run,
+    resume = (records its first start wrote to metrics.jsonl, records replayed), reads the id that its
+    first start wrote, so that wandb continues that run, and moves the offset so that its steps go on
+    after the last one its first start logged (the records after the checkpoint that it computes again
+    included); one whose first start did not use wandb starts a new wandb run."""
+    path = run_dir / WANDB_RUN_FILE
+    run_id, offset = "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8)), 0
+    if resume is not None and path.exists():
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        run_id, offset = saved["id"], saved["step_offset"] + resume[0] - resume[1]
+    partial = run_dir / f"{WANDB_RUN_FILE}.tmp"
+    partial.write_text(json.dumps({"id": run_id, "step_offset": offset}) + "\n", encoding="utf-8")
+    os.replace(partial, path)
+    return run_id, offset
+
+
+def start_wandb(run_dir: Path, settings: dict, run_config: dict | None, resume: tuple[int, int] | None):
+    """(the wandb run of a run folder, its step offset), wandb imported only here, or (None, 0) when the
+    mode (`wandb_mode`) is disabled. A resumed run passes the id kept in the folder (`wandb_run_state`)
+    with resume="allow": online, wandb continues that run; offline, it writes a second offline-run-*-<id>
+    folder, which `wandb sync` uploads into the same run."""
+    mode = wandb_mode(settings.get("mode"))
+    if mode == "disabled":
+        return None, 0
+    import wandb
+
+    run_id, offset = wandb_run_state(run_dir, resume)
+    settings = {**settings, "mode": mode, "id": run_id} | ({"resume": "allow"} if resume is not None else {})
+    return wandb.init(config=run_config, dir=str(run_dir), **settings), offset
+
+
+def wandb_prefix(record: dict) -> str:
+    """Where a record's keys go in wandb: under candidate<c>/ for a record of candidate c of LLP-BP's
+    schedule (schedule.candidates), then under round<r>/ for a record of round r; "" otherwise. The
+    "chosen" event names a candidate but belongs to the run."""
+    prefix = ""
+    if "candidate" in record and record.get("event") != "chosen":
+        prefix += f"candidate{record['candidate']}/"
+    if "round" in record:
+        prefix += f"round{record['round']}/"
+    return prefix
+
+
+def wandb_numbers(record: dict) -> dict:
+    """The numbers of a record (booleans, strings and lists left out), without the round and candidate that
+    `wandb_prefix` puts in the keys."""
+    numbers = {key: value for key, value in record.items() if isinstance(value, int | float)}
+    return {
+        key: value
+        for key, value in numbers.items()
+        if not isinstance(value, bool) and key not in ("round", "candidate")
+    }
+
+
 class MetricsWriter:
     """Streams records to run_dir/metrics.jsonl as they come (flushed, so nothing finished is lost) and
     writes the final summary to run_dir/metrics.json, or failed.json for a run that failed. The folder
     must not hold another run (`claim_run_dir`). Events (a BP round, the calibration) and epochs 1,
     1 + log_every, ... also go to the `llp_jax` logger at INFO, so a cluster log is readable without
-    progress bars. With wandb settings also logs to Weights & Biases (imported only then; mode
-    'offline' by default)."""
+    progress bars. With wandb settings also logs to Weights & Biases (`start_wandb`: imported only then;
+    the mode by `wandb_mode`), record i of metrics.jsonl at step i (`wandb_run_state`: a resumed run's
+    steps go on after its first start's)."""
 
     def __init__(
         self,
@@ -138,19 +230,22 @@ class MetricsWriter:
         self.log_every, self.log_encoder = log_every, log_encoder
         self.records = 0  # records logged so far, those of a resumed run's replay included
         self._replay = 0
+        resume = None
         if resume_from is None:
             self._jsonl = claim_run_dir(self.run_dir)
         else:
+            resume = (records_written(self.run_dir), resume_from)
             self._jsonl, self._replay = reopen_run_dir(self.run_dir, resume_from), resume_from
-        self.wandb_run = None
+        self.wandb_run, self._wandb_offset = None, 0
         if wandb_settings is not None:
-            import wandb
-
-            self.wandb_run = wandb.init(config=run_config, dir=str(self.run_dir), **wandb_settings)
-            self._wandb_rounds: set[int] = set()
+            self.wandb_run, self._wandb_offset = start_wandb(self.run_dir, wandb_settings, run_config, resume)
+        self._wandb_prefixes: set[str] = set()
+        self._candidates: dict[int, dict] = {}  # candidate -> its latest numbers, keyed as in wandb
 
     def log(self, record: dict) -> None:
         self.records += 1
+        if self.wandb_run is not None:
+            self._remember_candidate(record)
         if self._jsonl.closed or self.records <= self._replay:  # a resumed run's replay: already on disk
             return
         self._jsonl.write(json.dumps(json_safe(record)) + "\n")
@@ -159,22 +254,40 @@ class MetricsWriter:
         if event not in (None, "final") or record.get("epoch", 0) % self.log_every == 1 % self.log_every:
             logger.info(log_line(record))
         if self.wandb_run is not None:
-            self.wandb_run.log(self._wandb_keys(record))
+            self.wandb_run.log(self._wandb_keys(record), step=self.records + self._wandb_offset, commit=True)
 
     def _wandb_keys(self, record: dict) -> dict:
-        """The numbers of a record for wandb, under round<r>/ when it belongs to a round of LLP-BP, so that
-        the rounds' curves do not overwrite each other; each round's curves are drawn against its epochs.
-        A BP record's message changes become a line plot and its marginals' histogram a histogram."""
-        numbers = {k: v for k, v in record.items() if isinstance(v, int | float) and not isinstance(v, bool)}
-        numbers |= self._wandb_media(record)
-        if "round" not in record:
-            return numbers
-        r = numbers.pop("round")
-        if r not in self._wandb_rounds:
-            self._wandb_rounds.add(r)
-            self.wandb_run.define_metric(f"round{r}/epoch")
-            self.wandb_run.define_metric(f"round{r}/*", step_metric=f"round{r}/epoch")
-        return {f"round{r}/{key}": value for key, value in numbers.items()}
+        """The numbers of a record for wandb under its `wandb_prefix`: round<r>/ when it belongs to a round
+        of LLP-BP, candidate<c>/ before that when it belongs to a candidate of schedule.candidates, so that
+        neither the rounds' nor the candidates' curves overwrite each other; each round's curves are drawn
+        against its epochs. A BP record's message changes become a line plot and its marginals' histogram
+        a histogram. The "chosen" event's candidate is chosen_candidate."""
+        prefix = wandb_prefix(record)
+        values = wandb_numbers(record) | self._wandb_media(record)
+        keys = {prefix + key: value for key, value in values.items()}
+        if record.get("event") == "chosen":
+            keys["chosen_candidate"] = record["candidate"]
+        if "round" in record and prefix not in self._wandb_prefixes:
+            self._wandb_prefixes.add(prefix)
+            self.wandb_run.define_metric(f"{prefix}epoch")
+            self.wandb_run.define_metric(f"{prefix}*", step_metric=f"{prefix}epoch")
+        return keys
+
+    def _remember_candidate(self, record: dict) -> None:
+        """Keep the latest numbers of each candidate (a resumed run's replay included), keyed as in wandb
+        without candidate<c>/, and make the chosen one's the summary when the "chosen" event comes."""
+        if record.get("event") == "chosen":
+            self._summarise_chosen(record["candidate"])
+        elif "candidate" in record:
+            prefix = f"round{record['round']}/" if "round" in record else ""
+            numbers = {prefix + key: value for key, value in wandb_numbers(record).items()}
+            self._candidates.setdefault(record["candidate"], {}).update(numbers)
+
+    def _summarise_chosen(self, candidate: int) -> None:
+        """The chosen candidate's latest numbers as the run's summary, without candidate<c>/ (round0/...,
+        scale, shift), and chosen_candidate: what the run returns is that candidate's model."""
+        chosen = {**self._candidates.get(candidate, {}), "chosen_candidate": candidate}
+        self.wandb_run.summary.update(json_safe(chosen))
 
     def _wandb_media(self, record: dict) -> dict:
         import wandb
@@ -206,10 +319,12 @@ class MetricsWriter:
                 self.wandb_run.log_artifact(artifact)
             self.wandb_run.finish()
 
-    def fail(self, error: BaseException) -> None:
-        """Record a failed run: failed.json with its status, error and traceback; wandb is closed too."""
+    def fail(self, error: BaseException, details: dict | None = None) -> None:
+        """Record a failed run: failed.json with its status, `details` (the run's method, dataset, seed, tags
+        and provenance: llp_jax.experiment.failure_details), error and traceback; wandb is closed too."""
         record = {
             "status": "failed",
+            **json_safe(details or {}),
             "error": f"{type(error).__name__}: {error}",
             "traceback": "".join(traceback.format_exception(error)),
         }

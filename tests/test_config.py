@@ -112,3 +112,21 @@ def test_size_range_and_positive_rate_compose_from_the_command_line(compose_conf
     assert run.bagging.size_range == (500, 1500)
     assert run.dataset.options["positive_rate"] == 0.02
     assert resolve(compose_config("dataset=adult")).bagging.size_range is None
+
+
+@pytest.mark.parametrize("spelling", ["experiment=paper_bank", "+experiment=paper_bank"])
+def test_an_experiment_is_chosen_as_a_group_and_its_values_win(spelling, compose_config):
+    # experiment= as in lightning-hydra-template (the main config lists `experiment: null`); +experiment=,
+    # the older spelling, still works
+    cfg = compose_config(spelling)
+    assert cfg.bagging.bag_size == 8 and cfg.bp.bag_factor == "clique" and cfg.schedule.rounds == 2
+    assert cfg.dataset.standardize is False and cfg.train.select_on == "val_instances"
+    assert compose_config(spelling, "bagging.bag_size=16").bagging.bag_size == 16  # the command line wins
+    assert compose_config().bagging.bag_size == 512
+
+
+def test_tags_are_a_top_level_list_of_words(compose_config):
+    assert resolve(compose_config("tags=[baseline,bank]")).tags == ("baseline", "bank")
+    assert resolve(compose_config()).tags == ()
+    with pytest.raises(ValueError, match=r"tags='baseline' must be a list of words, e.g. tags=\[baseline"):
+        resolve(compose_config("tags=baseline"))

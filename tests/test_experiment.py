@@ -4,18 +4,23 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from conftest import FAST, run_script
 from hydra.errors import ConfigCompositionException
+from hydra.types import RunMode
 from omegaconf.errors import ConfigKeyError
+from wandb_offline import offline_runs
 
+from llp_jax import cli, experiment
 from llp_jax.checkpoint import load_encoder
 from llp_jax.config import compose, resolve
 from llp_jax.data import load_dataset
 from llp_jax.experiment import run_experiment
 from llp_jax.methods.llp_bp import rounds
+from llp_jax.provenance import provenance
 from llp_jax.streams import stream_seed
 from llp_jax.train import loop
 from llp_jax.train.metrics import roc_auc
@@ -159,6 +164,32 @@ def test_a_failed_run_leaves_its_status_and_traceback(compose_config, tmp_path):
     failed = json.loads((tmp_path / "run" / "failed.json").read_text())
     assert failed["status"] == "failed" and "nowhere.csv" in failed["error"]
     assert "load_dataset" in failed["traceback"] and not (tmp_path / "run" / "metrics.json").exists()
+    # where the failure came from, as a finished run's metrics.json says it
+    assert (failed["method"], failed["dataset"], failed["seed"]) == ("llp_bp", "files", 0)
+    assert set(failed["provenance"]) == set(provenance()) and failed["provenance"]["host"]
+    assert failed["provenance"]["versions"]["jax"] and "git_commit" in failed["provenance"]
+
+
+def test_tags_reach_metrics_json_failed_json_and_wandb(compose_config, tmp_path, monkeypatch):
+    wandb_settings = []
+
+    class Writer(experiment.MetricsWriter):  # wandb's settings kept, wandb itself not started
+        def __init__(self, run_dir, settings, *args, **kwargs):
+            wandb_settings.append(settings)
+            super().__init__(run_dir, None, *args, **kwargs)
+
+    monkeypatch.setattr(experiment, "MetricsWriter", Writer)
+    cfg = compose_config(*FAST, "tags=[a,b]", "logger=wandb", "logger.tags=[b,wandb_only]")
+    run_experiment(cfg, tmp_path / "run")
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["tags"] == ["a", "b"]
+    assert wandb_settings[0]["tags"] == ["a", "b", "wandb_only"]  # the run's tags, then logger.tags
+    files = [f"dataset.data_dir={tmp_path}", "dataset.bags_path=b.csv", "dataset.test_path=t.csv"]
+    failing = compose_config(
+        "dataset=files", "bagging=given", "dataset.train_path=nowhere.csv", *files, "tags=[a,b]"
+    )
+    with pytest.raises(FileNotFoundError):
+        run_experiment(failing, tmp_path / "failed")
+    assert json.loads((tmp_path / "failed" / "failed.json").read_text())["tags"] == ["a", "b"]
 
 
 def test_the_optimized_metric_is_a_validation_criterion(compose_config, tmp_path):
@@ -168,6 +199,27 @@ def test_the_optimized_metric_is_a_validation_criterion(compose_config, tmp_path
     # selection on the validation bags' count likelihood (the default); for DLLP the summary's criteria are
     # those of the selected epoch's model, which is the model returned
     assert summary["selection_loss"] == pytest.approx(summary["val_count_nll"], rel=1e-5)
+
+
+def test_the_returned_models_criterion_is_in_metrics_json_and_returned_to_hydra(tmp_path, monkeypatch):
+    """LLP-BP returns its last round (or its warm start) recalibrated on the training bag counts: the
+    selection_loss of metrics.json, and the number the run returns to Hydra (what a sweeper minimises), is
+    the criterion of that model, computed on it, not the last fit's best epoch's."""
+    hydra_config = SimpleNamespace(runtime=SimpleNamespace(output_dir=str(tmp_path)), mode=RunMode.RUN)
+    monkeypatch.setattr(cli, "HydraConfig", SimpleNamespace(get=lambda: hydra_config))
+    returned = cli.train(compose("debug=fast"))  # the command line's function, given its config
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["method"] == "llp_bp" and metrics["selection"] == "val_count_nll"  # the defaults
+    assert returned == metrics["selection_loss"] == metrics["val_count_nll"]
+    data, _, val_bags = experiment.load_inputs(resolve(compose("debug=fast")))
+    logits, _ = loop.predict(load_encoder(tmp_path), data.val.x, 8192)  # the saved, returned encoder
+    recomputed = float(np.mean(loop.validation_bag_scores(logits, val_bags)["val_count_nll"]))
+    assert metrics["selection_loss"] == pytest.approx(recomputed, rel=1e-5)
+    # the output calibration moved it away from the criterion the last fit's early stopping saw
+    assert metrics["selection_loss"] != pytest.approx(metrics["best_epoch_selection_loss"], rel=1e-3)
+    assert (
+        resolve(compose("debug=fast", "optimized_metric=val_count_nll")).optimized_metric == "val_count_nll"
+    )
 
 
 @pytest.mark.slow
@@ -258,3 +310,68 @@ def test_a_killed_run_resumes_to_the_uninterrupted_result(
     assert without_timings([resumed]) == without_timings([whole])
     assert without_timings(jsonl(tmp_path / "run")) == without_timings(jsonl(whole_folder))
     assert not (tmp_path / "run" / "failed.json").exists() and not (tmp_path / "run" / "checkpoints").exists()
+
+
+@pytest.fixture
+def quiet_wandb(monkeypatch):
+    """wandb prints nothing, and no WANDB_MODE from the caller's shell."""
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+
+
+def test_wandb_mode_disabled_in_the_environment_writes_no_wandb_run(compose_config, tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "disabled")  # WANDB_MODE=disabled llp-train ... logger=wandb
+    cfg = compose_config(*FAST, "logger=wandb")
+    assert cfg.logger.mode is None  # the config names no mode: the environment's chooses, else offline
+    run_experiment(cfg, tmp_path / "run")
+    assert (tmp_path / "run" / "metrics.json").exists()
+    assert not list(tmp_path.rglob("offline-run-*")) and not (tmp_path / "run" / "wandb").exists()
+
+
+@pytest.mark.slow
+def test_a_killed_wandb_run_resumes_into_the_same_wandb_run(
+    compose_config, tmp_path, monkeypatch, quiet_wandb
+):
+    overrides = [*FAST, "train.epochs=3", "train.checkpoint_every=1", "logger=wandb"]
+    real, count = loop.train_epoch, []
+
+    def killed(*args, **kwargs):  # the process dies in the third epoch
+        count.append(1)
+        if len(count) == 3:
+            raise KeyboardInterrupt("killed")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "train_epoch", killed)
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(compose_config(*overrides), tmp_path / "run")
+    monkeypatch.setattr(loop, "train_epoch", real)
+    summary = run_experiment(compose_config(*overrides, "train.resume=true"), tmp_path / "run")
+    run_id = json.loads((tmp_path / "run" / "wandb_run.json").read_text())["id"]
+    runs = offline_runs(tmp_path / "run")  # the first start's and the resumed one's, both of run_id
+    assert [(run.run_id, run.resume) for run in runs] == [(run_id, False), (run_id, True)]
+    steps = [step for run in runs for step, _ in run.history]
+    assert steps == sorted(set(steps))  # the resumed start's steps go on after the first's
+    assert [row["epoch"] for run in runs for _, row in run.history if "epoch" in row] == [1, 2, 3]
+    assert runs[1].summary["test_auc"] == pytest.approx(summary["test_auc"])
+
+
+@pytest.mark.slow
+def test_llp_bp_candidates_log_to_wandb_under_their_own_keys(compose_config, tmp_path, quiet_wandb):
+    overrides = [*FAST, "method=llp_bp", "bp.max_iters=20", "schedule.choose_by=lowest", "logger=wandb"]
+    run_experiment(compose_config(*overrides), tmp_path / "run")  # schedule=auto: two candidates
+    (run,) = offline_runs(tmp_path / "run")
+    records = jsonl(tmp_path / "run")
+    chosen = next(record for record in records if record.get("event") == "chosen")["candidate"]
+    logged = {key for _, row in run.history for key in row}
+    assert not logged & {"round0/epoch", "scale", "shift", "candidate"}
+    for candidate in (0, 1):
+        for round_index in (0, 1, 2):
+            key = f"candidate{candidate}/round{round_index}/epoch"
+            epochs = [row[key] for _, row in run.history if key in row]
+            assert epochs and epochs == sorted(epochs), (key, epochs)  # no zigzag
+    calibration = [r for r in records if r.get("event") == "output_calibration" and r["candidate"] == chosen]
+    assert run.summary["chosen_candidate"] == chosen
+    assert run.summary["scale"] == pytest.approx(calibration[-1]["scale"])
+    assert run.summary["test_auc"] == pytest.approx(
+        json.loads((tmp_path / "run" / "metrics.json").read_text())["test_auc"]
+    )

@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import jax
 import numpy as np
@@ -261,6 +262,33 @@ def test_an_unknown_shard_setting_is_named():
 def test_a_run_with_an_unknown_shard_setting_writes_nothing(compose_config, tmp_path):
     with pytest.raises(ValueError, match=r"shard='all'"):
         run_experiment(compose_config(*FAST, "shard=all"), tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+class FakeDevice(NamedTuple):
+    platform: str
+    device_kind: str = "NVIDIA H100 80GB HBM3"
+
+
+def test_require_gpu_passes_with_an_accelerator_and_is_off_by_default():
+    sharding.check_accelerator(False)  # this machine's CPU
+    sharding.check_accelerator(True, [FakeDevice("gpu")])
+    sharding.check_accelerator(True, [FakeDevice("tpu", "TPU v4")])
+
+
+def test_require_gpu_without_one_names_the_cause_and_the_fix(monkeypatch):
+    monkeypatch.delenv("JAX_PLATFORMS", raising=False)
+    with pytest.raises(ValueError, match=r"require_gpu=true, but JAX sees no GPU or TPU, only 1 cpu") as err:
+        sharding.check_accelerator(True)  # this machine: JAX's CPU build
+    assert 'pip install -e ".[gpu]"' in str(err.value) and "require_gpu=false" in str(err.value)
+    monkeypatch.setenv("JAX_PLATFORMS", "cpu")
+    with pytest.raises(ValueError, match=r"JAX_PLATFORMS=cpu keeps JAX off the accelerators: unset it"):
+        sharding.check_accelerator(True, [FakeDevice("cpu", "cpu")])
+
+
+def test_a_run_that_requires_a_gpu_without_one_writes_nothing(compose_config, tmp_path):
+    with pytest.raises(ValueError, match=r"require_gpu=true"):
+        run_experiment(compose_config(*FAST, "require_gpu=true"), tmp_path / "run")
     assert not (tmp_path / "run").exists()
 
 

@@ -288,9 +288,11 @@ def validation_bag_scores(logits: np.ndarray, bags: Bags) -> dict[str, np.ndarra
     }
 
 
-def _selection_score(model: nnx.Module, val: ValInputs, settings: TrainSettings) -> dict[str, float]:
-    """Validation numbers of one epoch (means over the validation bags); `selection_loss` is what model
-    selection minimises."""
+def selection_scores(model: nnx.Module, val: ValInputs, settings: TrainSettings) -> dict[str, float]:
+    """A model's validation numbers (means over the validation bags): val_bag_loss, val_count_nll (and
+    val_instance_auc when selecting on validation instances), and `selection_loss`, the criterion
+    settings.select_on names (lower is better), which model selection minimises. Computed for every epoch,
+    and for the model a run returns (its metrics.json)."""
     logits, _ = predict(model, val.x, settings.eval_batch_size)
     scores = {
         name: float(np.mean(values)) for name, values in validation_bag_scores(logits, val.bags).items()
@@ -350,7 +352,7 @@ def train_encoder(
         train_loss = float(np.mean(step_losses))
         first_step_loss = float(step_losses[0]) if first_step_loss is None else first_step_loss
         check_training_loss(train_loss, first_step_loss, epoch, settings)
-        scores = _selection_score(nnx.merge(graphdef, state.params), val, settings)
+        scores = selection_scores(nnx.merge(graphdef, state.params), val, settings)
         record = {
             "epoch": epoch,
             "train_loss": train_loss,
