@@ -26,6 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from llp_jax.config import current_spelling, register_configs
 from llp_jax.experiment import join_processes, run_experiment, use_compilation_cache
+from llp_jax.preemption import PREEMPTED_EXIT_STATUS, Preempted
 from llp_jax.writers import check_writable, json_safe
 
 register_configs()
@@ -125,6 +126,9 @@ def train(cfg: DictConfig) -> float:
         summary = run_experiment(cfg, run_dir, first_process_dir)
     except USER_ERRORS as error:
         raise UserError(f"{type(error).__name__}: {error}") from error
+    except Preempted as error:  # SIGTERM: recorded in failed.json (status preempted); 143, as SIGTERM's
+        log.warning("preempted: %s (run folder %s)", error, run_dir)
+        sys.exit(PREEMPTED_EXIT_STATUS)
     log.info(summary_text(summary, Path(run_dir)))
     # valid JSON (NaN and infinity as null), one line: metrics.json keeps the per-bag lists
     printed = {key: value for key, value in summary.items() if not key.endswith("_per_bag")}

@@ -36,6 +36,7 @@ from llp_jax.methods import METHODS, FitSettings
 from llp_jax.models import MODELS
 from llp_jax.sharding import check_shard
 from llp_jax.train.settings import TrainSettings
+from llp_jax.writers import check_log_every
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
@@ -241,10 +242,19 @@ MAX_FOLDER_NAME = 200
 FOLDER_NAME_CHARACTERS = str.maketrans({"[": "(", "]": ")", "*": "_", "?": "_"})
 
 
+# A path separator in an override's value ('dataset.data_dir=x/../../../escaped') would make a job's folder a
+# path of several parts, some of them "..": the job's run folder was written outside hydra.sweep.dir.
+PATH_SEPARATORS = str.maketrans({"/": "_", "\\": "_", "\0": "_"})
+
+
 def folder_name(text: str) -> str:
-    """`text` with brackets as parentheses (and * and ? as _), cut to MAX_FOLDER_NAME characters (the
-    `${folder_name:...}` resolver of a sweep's job folders, whose job-number prefix keeps them apart)."""
-    return text.translate(FOLDER_NAME_CHARACTERS)[:MAX_FOLDER_NAME]
+    """`text` as one folder name that stays inside its parent folder: path separators (/ and \\) as _,
+    brackets as parentheses (and * and ? as _), a name of dots alone ("." or "..") as underscores, cut to
+    MAX_FOLDER_NAME characters. The `${folder_name:...}` resolver of a sweep's job folders (whose
+    job-number prefix keeps them apart) and of a single run's folder (its method, dataset and seed):
+    'dataset.data_dir=x/../escaped' -> 'dataset.data_dir=x_.._escaped', a name, not a path."""
+    name = str(text).translate(PATH_SEPARATORS).translate(FOLDER_NAME_CHARACTERS)[:MAX_FOLDER_NAME]
+    return name if name.strip(".") or not name else "_" * len(name)
 
 
 def job_name(sweep_dir: str) -> str:
@@ -289,13 +299,16 @@ class DatasetChoice(NamedTuple):
 # What a sweeper may optimise: validation criteria of the model the run returns (metrics.json), lower is
 # better; selection_loss is the one train.select_on names (val_count_nll by default). Never a test metric.
 OPTIMIZED_METRICS = ("selection_loss", "val_count_nll", "val_bag_loss")
+# The largest seed: jax.random.key takes a 64-bit signed integer (a larger one is an OverflowError).
+MAX_SEED = 2**63 - 1
 
 
 class RunSettings(NamedTuple):
     """Everything a run reads, typed: seed (>= 0), dataset, bagging, the method's name and settings
     (FitSettings or the method's subclass), the logger config, the summary key a sweeper minimises, the
     devices used (shard, llp_jax.sharding; require_gpu: fail at once unless JAX sees a GPU or TPU) and the
-    run's tags (metrics.json, failed.json, wandb)."""
+    run's tags (metrics.json, failed.json, wandb); strict: a degenerate setup (llp_jax.degenerate) fails
+    instead of warning."""
 
     seed: int
     dataset: DatasetChoice
@@ -307,6 +320,7 @@ class RunSettings(NamedTuple):
     shard: str
     tags: tuple[str, ...] = ()
     require_gpu: bool = False
+    strict: bool = False
 
 
 def resolve(cfg: DictConfig) -> RunSettings:
@@ -315,6 +329,10 @@ def resolve(cfg: DictConfig) -> RunSettings:
     seed = cfg.seed
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed={seed!r} must be a non-negative integer; use e.g. seed=0")
+    if seed > MAX_SEED:
+        raise ValueError(
+            f"seed={seed} is above {MAX_SEED} (2**63 - 1), the largest seed JAX takes; use e.g. seed=0"
+        )
     optimized = cfg.get("optimized_metric", OPTIMIZED_METRICS[0])
     if optimized not in OPTIMIZED_METRICS:
         raise ValueError(
@@ -345,6 +363,11 @@ def resolve(cfg: DictConfig) -> RunSettings:
     require_gpu = cfg.get("require_gpu", False)
     if not isinstance(require_gpu, bool):
         raise ValueError(f"require_gpu={require_gpu!r} must be true or false")
+    strict = cfg.get("strict", False)
+    if not isinstance(strict, bool):
+        raise ValueError(f"strict={strict!r} must be true or false")
+    logger_config = OmegaConf.to_object(cfg.logger)
+    check_log_every(cfg.logger.log_every)  # a DictConfig: a saved config (llp-eval) has no schema
     tags = check_tags(cfg.get("tags", []))
     return RunSettings(
         seed=seed,
@@ -352,11 +375,12 @@ def resolve(cfg: DictConfig) -> RunSettings:
         bagging=bagging,
         method_name=name,
         method=method,
-        logger=OmegaConf.to_object(cfg.logger),
+        logger=logger_config,
         optimized_metric=optimized,
         shard=shard,
         tags=tags,
         require_gpu=require_gpu,
+        strict=strict,
     )
 
 

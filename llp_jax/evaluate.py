@@ -49,8 +49,11 @@ def check_run_folder(run_dir: Path) -> None:
     if not missing:
         return
     if (run_dir / "failed.json").exists():
-        error = json.loads((run_dir / "failed.json").read_text()).get("error", "see its failed.json")
+        record = json.loads((run_dir / "failed.json").read_text())
+        error = record.get("error", "see its failed.json")
         state = f"the run failed ({error}) before it saved its encoder"
+        if record.get("status") == "preempted":  # SIGTERM (llp_jax.preemption): resumable
+            state = f"the run was preempted ({error}) before it saved its encoder"
     elif not (run_dir / "metrics.json").exists():
         state = "the run is unfinished (no metrics.json): it saves its encoder when it ends; resume it with "
         state += "train.resume=true"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -16,10 +17,13 @@ from omegaconf import DictConfig, OmegaConf
 from llp_jax.checkpoint import save_encoder
 from llp_jax.config import RunSettings, resolve
 from llp_jax.data import load_dataset, make_bags
-from llp_jax.data.bags import Bags
+from llp_jax.data.bags import Bags, check_bags_learnable
 from llp_jax.data.dataset import Dataset
+from llp_jax.data.paths import recording_files
+from llp_jax.degenerate import strict_setups
 from llp_jax.methods import METHODS
-from llp_jax.provenance import provenance
+from llp_jax.preemption import preemption_signals
+from llp_jax.provenance import check_same_data, data_fingerprint, provenance, record_data_fingerprint
 from llp_jax.sharding import check_accelerator, use_devices
 from llp_jax.streams import stream_key, stream_seed
 from llp_jax.train.checkpoints import RunCheckpoints, checkpointing, records_covered
@@ -88,9 +92,11 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path, first_process_dir: str 
     The config is resolved and checked (llp_jax.config.resolve), and with require_gpu the devices
     (llp_jax.sharding.check_accelerator), before anything is written or loaded;
     run_dir must not hold another run (llp_jax.writers.claim_run_dir), unless the run resumes the
-    unfinished run there (train.resume, or a SLURM requeue) with the same settings. A run that fails
-    leaves run_dir/failed.json with its traceback and provenance (`failure_details`), and the error is
-    raised again. The training state is checkpointed into run_dir/checkpoints while the run goes on
+    unfinished run there (train.resume, or a SLURM requeue) with the same settings and the same data
+    (run_dir/data_fingerprint.json: llp_jax.provenance.check_same_data). A run that fails leaves
+    run_dir/failed.json with its traceback and provenance (`failure_details`), and the error is raised
+    again; one stopped by SIGTERM (llp_jax.preemption.Preempted) the same with status "preempted". The
+    training state is checkpointed into run_dir/checkpoints while the run goes on
     (llp_jax.train.checkpoints).
     first_process_dir: for process i > 0 of several processes of one run, the first process's run_dir,
     whose checkpoints and encoder this process shares rather than writes (None: run_dir)."""
@@ -115,18 +121,21 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path, first_process_dir: str 
     resume_from = None
     if _resuming(run, run_dir):
         _check_same_run(cfg, run_dir)
+        check_same_data(run_dir)  # the files it started with, hashed again before anything is loaded
         resume_from = records_covered(folder)
     config = OmegaConf.to_container(cfg, resolve=True)
     writer = MetricsWriter(
         run_dir, wandb_settings, config, run.logger.log_every, resume_from, run.logger.log_encoder
     )
     checkpoints = RunCheckpoints(folder, run.method.train.checkpoint_every, lambda: writer.records)
-    try:
-        with checkpointing(checkpoints), use_devices(run.shard):
-            summary = _run(cfg, run, run_dir, writer.log, start)
-    except BaseException as error:
-        writer.fail(error, failure_details(run))
-        raise
+    with preemption_signals() as signals:  # SIGTERM: Preempted, recorded as status "preempted"
+        try:
+            with checkpointing(checkpoints), use_devices(run.shard):
+                summary = _run(cfg, run, run_dir, writer.log, start)
+        except BaseException as error:
+            preempted = {"signal": signals.received} if signals.received else {}  # SIGTERM, submitit's USR2
+            writer.fail(error, failure_details(run) | preempted, "preempted" if preempted else "failed")
+            raise
     writer.finish(summary)
     if jax.process_index() == 0:  # several processes: the checkpoints are the first's to remove
         shutil.rmtree(folder, ignore_errors=True)  # the run is finished and its encoder saved
@@ -146,8 +155,13 @@ def failure_details(run: RunSettings) -> dict:
 
 
 def _resuming(run: RunSettings, run_dir: Path) -> bool:
-    """train.resume, or a job that SLURM requeued (SLURM_RESTART_COUNT > 0) into its unfinished folder."""
+    """train.resume, or a job that SLURM requeued (SLURM_RESTART_COUNT > 0) into its unfinished folder, or
+    a submitit job started again in the folder of its preempted run (failed.json status preempted: submitit's
+    local executor requeues a job by running it again, without SLURM's count)."""
     requeued = int(os.environ.get("SLURM_RESTART_COUNT", "0")) > 0
+    failed = run_dir / "failed.json"
+    if "SUBMITIT_EXECUTOR" in os.environ and failed.exists():
+        requeued = requeued or json.loads(failed.read_text()).get("status") == "preempted"
     return run.method.train.resume or (requeued and (run_dir / "metrics.jsonl").exists())
 
 
@@ -184,11 +198,17 @@ def load_data(run: RunSettings) -> Dataset:
 
 def load_inputs(run: RunSettings) -> tuple[Dataset, Bags, Bags]:
     """The run's dataset and its (train_bags, val_bags), every input checked before anything trains: the
-    loader checks its files and features (llp_jax.data), the test split must hold both classes, and the
-    bags must fit the data (make_bags)."""
-    data = load_data(run)
-    _check_test_labels(data.test.y)
-    return (data, *build_bags(data, run))
+    loader checks its files and features (llp_jax.data), the test split must hold both classes, the
+    bags must fit the data (make_bags) and the method's settings the data (FitSettings.check_data).
+    Degenerate setups warn (llp_jax.degenerate: one training bag, bags of one class, a categorical
+    column of very many levels), or fail under strict=true."""
+    with strict_setups(run.strict):
+        data = load_data(run)
+        _check_test_labels(data.test.y)
+        train_bags, val_bags = build_bags(data, run)
+        run.method.check_data(data, train_bags)
+        check_bags_learnable(train_bags, "train")
+    return data, train_bags, val_bags
 
 
 def _check_test_labels(labels: np.ndarray) -> None:
@@ -216,7 +236,10 @@ def returned_model_criteria(result: TrainResult, data: Dataset, val_bags: Bags, 
 def _run(cfg: DictConfig, run: RunSettings, run_dir: Path, log, start: float) -> dict:
     """The run proper: data, bags, the method, the saved encoder and the test metrics (the summary)."""
     (run_dir / "config_resolved.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-    data, train_bags, val_bags = load_inputs(run)
+    with recording_files() as files:
+        data, train_bags, val_bags = load_inputs(run)
+    fingerprint = data_fingerprint(data, files)  # a resumed run's must equal its first start's
+    record_data_fingerprint(run_dir, fingerprint)
     key = stream_key(jax.random.key(run.seed), "method")
     result = METHODS[run.method_name].fit(data, train_bags, val_bags, run.method, key, log)
     if jax.process_index() == 0:  # several processes: the same encoder, saved once in the first's folder
@@ -247,5 +270,5 @@ def _run(cfg: DictConfig, run: RunSettings, run_dir: Path, log, start: float) ->
         "epochs_run": len(result.history),
         "selection": str(result.selection),
         "wall_time_s": time.perf_counter() - start,
-        "provenance": provenance(),
+        "provenance": provenance() | {"data_sha256": fingerprint},
     }

@@ -130,10 +130,12 @@ def has_size(label: int | str) -> bool:
 
 
 def problems_markdown(folders: list[Path]) -> str:
-    """The runs that have no result: failed (with their error) and unfinished ones."""
+    """The runs that have no result: failed or preempted (by failed.json's status, with their error) and
+    unfinished ones."""
     _, failed, unfinished = run_folders(folders)
+    records = {path: json.loads((path / "failed.json").read_text()) for path in failed}
     lines = [
-        f"- failed: {path} ({json.loads((path / 'failed.json').read_text())['error']})" for path in failed
+        f"- {record.get('status', 'failed')}: {path} ({record['error']})" for path, record in records.items()
     ]
     lines += [f"- unfinished (no metrics.json): {path}" for path in unfinished]
     return "Runs without a result\n\n" + "\n".join(lines) + "\n" if lines else ""

@@ -207,6 +207,16 @@ def wandb_numbers(record: dict) -> dict:
     }
 
 
+def check_log_every(log_every: Any) -> None:
+    """ValueError unless `log_every` (logger.log_every: an INFO line every this many epochs) is an integer
+    >= 1."""
+    if isinstance(log_every, bool) or not isinstance(log_every, int) or log_every < 1:
+        raise ValueError(
+            f"logger.log_every={log_every!r} must be an integer >= 1 (an INFO log line every this many "
+            "epochs), e.g. logger.log_every=10"
+        )
+
+
 class MetricsWriter:
     """Streams records to run_dir/metrics.jsonl as they come (flushed, so nothing finished is lost) and
     writes the final summary to run_dir/metrics.json, or failed.json for a run that failed. The folder
@@ -227,6 +237,7 @@ class MetricsWriter:
     ):
         self.run_dir = Path(run_dir)
         check_folder_name(self.run_dir)
+        check_log_every(log_every)
         self.log_every, self.log_encoder = log_every, log_encoder
         self.records = 0  # records logged so far, those of a resumed run's replay included
         self._replay = 0
@@ -319,17 +330,18 @@ class MetricsWriter:
                 self.wandb_run.log_artifact(artifact)
             self.wandb_run.finish()
 
-    def fail(self, error: BaseException, details: dict | None = None) -> None:
-        """Record a failed run: failed.json with its status, `details` (the run's method, dataset, seed, tags
-        and provenance: llp_jax.experiment.failure_details), error and traceback; wandb is closed too."""
+    def fail(self, error: BaseException, details: dict | None = None, status: str = "failed") -> None:
+        """Record a failed run: failed.json with its status ("failed", or "preempted" for a run stopped by
+        SIGTERM: llp_jax.preemption), `details` (the run's method, dataset, seed, tags and provenance:
+        llp_jax.experiment.failure_details), error and traceback; wandb is closed too."""
         record = {
-            "status": "failed",
+            "status": status,
             **json_safe(details or {}),
             "error": f"{type(error).__name__}: {error}",
             "traceback": "".join(traceback.format_exception(error)),
         }
         (self.run_dir / "failed.json").write_text(json.dumps(record, indent=2) + "\n")
-        self.log({"event": "failed", "error": record["error"]})
+        self.log({"event": status, "error": record["error"]})
         self._close()
         if self.wandb_run is not None:
             self.wandb_run.finish(exit_code=1)

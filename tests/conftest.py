@@ -6,6 +6,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from llp_jax.config import compose
@@ -14,6 +15,23 @@ from llp_jax.experiment import use_compilation_cache
 # A small, fast run on the built-in synthetic data (llp_jax/configs/debug/fast.yaml), DLLP unless a later
 # method= override names another (the last override of a group wins).
 FAST = ["debug=fast", "model.widths=[16,8]", "method=dllp"]
+
+EPS32 = float(np.finfo(np.float32).eps)  # 2^-23; the unit roundoff u is half of it
+
+
+def float32_sum_error(n_terms: int, abs_sum: float, typical: bool = False) -> float:
+    """How far a float32 sum of `n_terms` terms whose absolute values add to `abs_sum` can lie from the
+    same sum taken in another order (or from the exact sum): (n - 1) eps32 sum|terms| at worst (each order
+    is within (n - 1) u sum|terms| of the exact sum, u = eps32 / 2: Higham, Accuracy and Stability of
+    Numerical Algorithms, section 4.2), whatever order a reduction takes (a GPU's scatter-adds and tree
+    reductions follow none that a test can know). typical=True: sqrt(n) eps32 sum|terms|, 2 sqrt(3) ~ 3.5
+    standard deviations of n independent rounding errors uniform in +-u, each relative to a partial sum
+    no larger than sum|terms| (the probabilistic analysis of Higham and Mary, SIAM J. Sci. Comput. 2019):
+    the size real errors reach, and at thousands of terms the only bound tight enough for a test to mean
+    something."""
+    steps = np.sqrt(n_terms) if typical else n_terms - 1
+    return float(steps * EPS32 * abs_sum)
+
 
 _CACHE = "LLP_JAX_COMPILATION_CACHE"
 _cache_key = pytest.StashKey[tuple]()

@@ -7,15 +7,18 @@ run's data and bags: files and features) or `run_experiment` (run folders). The 
 tables (tests/fixtures/files) in a copy.
 """
 
+import io
 import re
 import shutil
 from pathlib import Path
 from typing import NamedTuple
 
+import pandas as pd
 import pytest
 from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
 
 from llp_jax.config import compose, resolve
+from llp_jax.degenerate import DegenerateSetupError, DegenerateWarning
 from llp_jax.experiment import load_inputs, run_experiment
 from llp_jax.writers import check_writable
 
@@ -33,6 +36,30 @@ FILES = (
     "dataset.categorical_columns=[color]",
 )
 VAL = ("dataset.val_path=val.csv", "dataset.val_bags_path=val_bags.csv")
+SMALL = ("dataset.n=1400",)  # synthetic data of 1,400 rows (980 in the training split)
+TRAIN = (FIXTURES / "train.csv").read_text()
+TRAIN_FRAME = pd.read_csv(FIXTURES / "train.csv")
+
+
+def parquet_bytes(frame: pd.DataFrame) -> bytes:
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer)
+    return buffer.getvalue()
+
+
+def many_rows_train(rows_per_bag: int = 20) -> str:
+    """The fixture's bags 10..17 with `rows_per_bag` rows each, a distinct income per row."""
+    lines = ["bag_id,age,income,color"]
+    for bag in range(10, 18):
+        lines += [f"{bag},{20 + row},{bag + row / 100:.2f},red" for row in range(rows_per_bag)]
+    return "\n".join(lines) + "\n"
+
+
+def bags_table(counts: dict[int, int]) -> str:
+    return "bag_id,count\n" + "".join(f"{bag},{count}\n" for bag, count in counts.items())
+
+
+BAG_SIZES = TRAIN_FRAME.groupby("bag_id").size().to_dict()
 NON_FINITE = (
     r"split has 1 row\(s\) with NaN or infinite features, the first is row {} of the split; remove or impute"
 )
@@ -41,16 +68,18 @@ NON_FINITE = (
 class Case(NamedTuple):
     """overrides: the command line's; error and words: the exception and a regex its message (with its
     cause's, for Hydra's) must hold; stage: where it must fail (compose, resolve, load, run or folder);
-    edits: table name -> its new text, or (old, new) to replace in the fixture table; run_files: files
-    already in the run folder; run_folder: its name."""
+    edits: table name -> its new text (or bytes), or (old, new) to replace in the fixture table; links:
+    symbolic links name -> target made in the data folder; run_files: files already in the run folder;
+    run_folder: its name."""
 
     overrides: tuple[str, ...]
     error: type[Exception]
     words: str
     stage: str = "resolve"
-    edits: dict[str, str | tuple[str, str]] = {}
+    edits: dict[str, str | bytes | tuple[str, str]] = {}
     run_files: dict[str, str] = {}
     run_folder: str = "run"
+    links: dict[str, str] = {}
 
 
 def settings(*overrides: str) -> tuple[str, ...]:
@@ -68,6 +97,25 @@ CASES = {
     ),
     "method-unknown": Case(
         ("method=dlp",), MissingConfigException, r"Could not find 'method/dlp'.*dllp", stage="compose"
+    ),
+    "seed-huge": Case(
+        settings("seed=99999999999999999999"),
+        ValueError,
+        r"seed=99999999999999999999 is above 9223372036854775807 \(2\*\*63 - 1\), the largest seed JAX "
+        r"takes; use e.g. seed=0",
+    ),
+    "model-widths-zero": Case(
+        settings("model.widths=[0]"),
+        ValueError,
+        r"model.widths=\[0\]: every size must be an integer >= 1, e.g. model.widths=\[256,128,64\]",
+    ),
+    "model-widths-negative": Case(
+        settings("model.widths=[-4]"), ValueError, r"model.widths=\[-4\]: every size must be an integer >= 1"
+    ),
+    "logger-log-every": Case(
+        settings("logger.log_every=0"),
+        ValueError,
+        r"logger.log_every=0 must be an integer >= 1 .* e.g. logger.log_every=10",
     ),
     "optimized-metric": Case(
         settings("optimized_metric=test_auc"),
@@ -142,6 +190,12 @@ CASES = {
     "schedule-rounds": Case(
         settings("schedule.rounds=0"), ValueError, r"schedule.rounds=0 must be at least 1"
     ),
+    "schedule-rounds-huge": Case(
+        settings("schedule.rounds=1000000000"),
+        ValueError,
+        r"schedule.rounds=1000000000 is above 100, the most rounds a run may take .* "
+        r"use e.g. schedule.rounds=2",
+    ),
     "schedule-candidate": Case(
         settings("schedule=auto", 'schedule.candidates=["","rounds=two"]'),
         ValueError,
@@ -182,6 +236,19 @@ CASES = {
         r"dataset.positive_rate=1.5 must lie strictly between 0 and 1",
         stage="load",
     ),
+    "bagging-size-range-above-rows": Case(
+        settings(*SMALL, "bagging.size_range=[5000,6000]"),
+        ValueError,
+        r"bagging.size_range=\[5000, 6000\]: a split of 980 rows cannot hold one bag of 5000 rows or more; "
+        r"give a range whose low end is at most 980",
+        stage="load",
+    ),
+    "graph-k-above-rows": Case(
+        settings(*SMALL, "graph.k=5000"),
+        ValueError,
+        r"graph.k=5000 is not below the 980 training rows the similarity graph joins .* use graph.k < 980",
+        stage="load",
+    ),
     "dataset-val-fraction": Case(
         files("dataset.val_fraction=1.5"),
         ValueError,
@@ -193,6 +260,56 @@ CASES = {
         FileNotFoundError,
         r"train_path='nowhere.csv': no such file .*nowhere.csv \(relative paths",
         stage="load",
+    ),
+    "files-directory": Case(
+        files("dataset.train_path=../data"),
+        IsADirectoryError,
+        r"train_path='../data': .*data/../data is a directory, not a file; give the path of a table in it",
+        stage="load",
+    ),
+    "files-symlink-loop": Case(
+        files("dataset.train_path=loop.csv"),
+        OSError,
+        r"train_path='loop.csv': .*loop.csv is a symlink loop .*; point the link at the table",
+        stage="load",
+        links={"loop.csv": "loop.csv"},
+    ),
+    "files-parquet-as-csv": Case(
+        files(),
+        ValueError,
+        r"train.csv is a parquet file, not a CSV; rename it to .*train.parquet",
+        stage="load",
+        edits={"train.csv": parquet_bytes(TRAIN_FRAME)},
+    ),
+    "files-utf16": Case(
+        files(),
+        ValueError,
+        r"train.csv is UTF-16 text; re-save it as UTF-8",
+        stage="load",
+        edits={"train.csv": TRAIN.encode("utf-16")},
+    ),
+    "files-latin1": Case(
+        files(),
+        ValueError,
+        r"train.csv is not UTF-8 text \(byte b'\\xe9' on line 7\): likely latin-1 or cp1252; "
+        r"re-save it as UTF-8",
+        stage="load",
+        edits={"train.csv": TRAIN.replace("11,60,4.5,red", "11,60,4.5,rosé").encode("latin-1")},
+    ),
+    "files-no-features": Case(
+        files("dataset.feature_columns=[]"),
+        ValueError,
+        r"train.csv: no feature columns \(dataset.feature_columns=\[\], its columns \['bag_id', 'age', "
+        r"'income', 'color'\]\); a model needs at least one",
+        stage="load",
+    ),
+    "files-only-bag-id": Case(
+        files(),
+        ValueError,
+        r"train.csv: no feature columns \(dataset.feature_columns=\[\], its columns \['bag_id'\]\); a model "
+        r"needs at least one: list them, or leave feature_columns null",
+        stage="load",
+        edits={"train.csv": TRAIN_FRAME[["bag_id"]].to_csv(index=False)},
     ),
     "files-missing-column": Case(
         files("dataset.feature_columns=[age,weight,color]"),
@@ -259,6 +376,14 @@ CASES = {
         stage="load",
         edits={"bags.csv": ("13,3", "13,0.75")},
     ),
+    "files-count-not-number": Case(
+        files(),
+        ValueError,
+        r"bags.csv: 1 value\(s\) in column 'count' are not numbers, e.g. 'ten' for bag 13 \(data row 4\); "
+        r"write every bag's value as a number",
+        stage="load",
+        edits={"bags.csv": ("13,3", "13,ten")},
+    ),
     "files-count-above-size": Case(
         files(),
         ValueError,
@@ -295,6 +420,22 @@ CASES = {
         "categorical columns",
         stage="load",
         edits={"val.csv": ("2,36,2.6,green", "2,36,nan,green")},
+    ),
+    "features-huge-train": Case(
+        files(*VAL),
+        ValueError,
+        r"train.csv: numeric column 'income' holds 1 value\(s\) more than 1e\+06 times its typical spread "
+        r"from its median, e.g. row 5: 1e\+300 .* standardising would squash the column's other values to 0",
+        stage="load",
+        edits={"train.csv": ("11,60,4.5,red", "11,60,1e300,red")},
+    ),
+    "features-huge-test": Case(
+        files(*VAL),
+        ValueError,
+        r"test.csv: numeric column 'income' holds 1 value\(s\) more than 1e\+06 times its typical spread "
+        r"from its median, e.g. row 3: 1e\+300",
+        stage="load",
+        edits={"test.csv": ("25,1.3,blue,0", "25,1e300,blue,0")},
     ),
     "features-inf-test": Case(
         files(*VAL),
@@ -345,6 +486,45 @@ CASES = {
 }
 
 
+# Degenerate but legal setups: they warn (DegenerateWarning, and a log line) when the data are loaded, and
+# fail with the same words under strict=true (DegenerateSetupError); `error` is the strict run's.
+ONE_BAG = r"the train split has 1 bag\(s\) of {} rows: .* fewer than 3 bags leave almost nothing to learn"
+DEGENERATE = {
+    "bagging-one-bag": Case(
+        settings(*SMALL, "bagging.bag_size=100000"), DegenerateSetupError, ONE_BAG.format(980), stage="load"
+    ),
+    "files-two-bags": Case(
+        files(),
+        DegenerateSetupError,
+        ONE_BAG.format(3),
+        stage="load",
+        edits={"train.csv": "\n".join(TRAIN.splitlines()[:7]) + "\n"},  # bags 10 and 11
+    ),
+    "bags-all-negative": Case(
+        files(),
+        DegenerateSetupError,
+        r"every bag of the train split is fully negative \(count 0\), 7 bag\(s\) of 18 rows: one class only",
+        stage="load",
+        edits={"bags.csv": bags_table(dict.fromkeys(BAG_SIZES, 0))},
+    ),
+    "bags-all-positive": Case(
+        tuple("method=llp_bp" if override == "method=dllp" else override for override in files()),
+        DegenerateSetupError,
+        r"every bag of the train split is fully positive \(count = size\), 7 bag\(s\) of 18 rows",
+        stage="load",
+        edits={"bags.csv": bags_table(BAG_SIZES)},
+    ),
+    "files-many-levels": Case(
+        files("dataset.categorical_columns=[color,income]"),
+        DegenerateSetupError,
+        r"categorical column 'income' has 140 levels in 140 training rows \(more than 100\): .* if it holds "
+        "numbers, drop it from the categorical columns",
+        stage="load",
+        edits={"train.csv": many_rows_train()},
+    ),
+}
+
+
 def readme_ids() -> list[str]:
     """The ids of the README's "Bad input" list, in its order."""
     section = README.read_text(encoding="utf-8").split("**Bad input**", 1)[1]
@@ -352,8 +532,11 @@ def readme_ids() -> list[str]:
     return re.findall(r"^- `([a-z0-9-]+)`", cases, flags=re.MULTILINE)
 
 
-def data_folder(edits: dict[str, str | tuple[str, str]], folder: Path) -> Path:
-    """A copy of the fixture tables in `folder` with `edits` (table -> text, or (old, new) in its text)."""
+def data_folder(
+    edits: dict[str, str | bytes | tuple[str, str]], folder: Path, links: dict[str, str] | None = None
+) -> Path:
+    """A copy of the fixture tables in `folder` with `edits` (table -> text or bytes, or (old, new) in its
+    text) and symbolic `links` (name -> target)."""
     shutil.copytree(FIXTURES, folder)
     for name, edit in edits.items():
         table = folder / name
@@ -361,7 +544,12 @@ def data_folder(edits: dict[str, str | tuple[str, str]], folder: Path) -> Path:
             text = table.read_text()
             assert edit[0] in text, (name, edit)
             edit = text.replace(*edit)
-        table.write_text(edit)
+        if isinstance(edit, bytes):
+            table.write_bytes(edit)
+        else:
+            table.write_text(edit)
+    for name, target in (links or {}).items():
+        (folder / name).symlink_to(target)
     return folder
 
 
@@ -369,7 +557,7 @@ def attempt(case: Case, tmp_path: Path) -> None:
     """Run `case` up to its stage, as a run would."""
     overrides = list(case.overrides)
     if "dataset=files" in overrides:
-        overrides.append(f"dataset.data_dir={data_folder(case.edits, tmp_path / 'data')}")
+        overrides.append(f"dataset.data_dir={data_folder(case.edits, tmp_path / 'data', case.links)}")
     cfg = compose(*overrides)
     if case.stage == "compose":
         return
@@ -390,9 +578,9 @@ def attempt(case: Case, tmp_path: Path) -> None:
 
 
 def test_the_readme_lists_exactly_the_cases_tested():
-    listed = readme_ids()
+    listed, tested = readme_ids(), set(CASES) | set(DEGENERATE)
     assert len(listed) == len(set(listed)), "an id appears twice in the README's Bad input list"
-    only_readme, only_here = sorted(set(listed) - set(CASES)), sorted(set(CASES) - set(listed))
+    only_readme, only_here = sorted(set(listed) - tested), sorted(tested - set(listed))
     assert not only_readme and not only_here, f"only in the README: {only_readme}; only here: {only_here}"
 
 
@@ -404,6 +592,21 @@ def test_bad_input_fails_before_training_with_the_fix(case_id, tmp_path):
     error = failure.value
     message = f"{error}\n{error.__cause__ or ''}"  # Hydra's composition errors carry the reason as the cause
     assert re.search(case.words, message, flags=re.DOTALL), message
+
+
+@pytest.mark.parametrize("case_id", list(DEGENERATE))
+def test_degenerate_setup_warns_and_fails_under_strict(case_id, tmp_path, caplog):
+    case = DEGENERATE[case_id]
+    with pytest.warns(DegenerateWarning) as caught:
+        attempt(case, tmp_path / "warns")
+    warned = [str(warning.message) for warning in caught if warning.category is DegenerateWarning]
+    assert any(re.search(case.words, message, flags=re.DOTALL) for message in warned), warned
+    assert re.search(case.words, caplog.text, flags=re.DOTALL), caplog.text
+    with pytest.raises(case.error) as failure:
+        attempt(case._replace(overrides=(*case.overrides, "strict=true")), tmp_path / "strict")
+    message = str(failure.value)
+    assert re.search(case.words, message, flags=re.DOTALL), message
+    assert "set strict=false to run anyway" in message
 
 
 def test_quoted_unicode_list_elements_compose():

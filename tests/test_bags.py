@@ -105,8 +105,7 @@ def test_sized_random_bags_cover_every_row_once_with_sizes_in_range(n, size_rang
         (11, (3, 3), False, [3, 3, 5]),
         (11, (3, 3), True, [3, 3, 3]),  # ... or is left out with drop_last
         (11, (2, 2), False, [2, 2, 2, 2, 3]),
-        (3, (5, 8), False, [3]),  # at most low rows: one bag of all of them
-        (3, (5, 8), True, [3]),
+        (5, (5, 8), False, [5]),  # exactly low rows: one bag of all of them
     ],
 )
 def test_sized_random_bags_remainder_rule(n, size_range, drop_last, sizes):
@@ -114,6 +113,15 @@ def test_sized_random_bags_remainder_rule(n, size_range, drop_last, sizes):
     bags = sized_random_bags(n, size_range, labels, seed=0, drop_last=drop_last)
     assert_well_formed(bags, labels)
     np.testing.assert_array_equal(bags.sizes, sizes)
+
+
+@pytest.mark.parametrize("drop_last", [False, True])
+def test_sized_random_bags_refuse_a_split_smaller_than_the_range(drop_last):
+    """Fewer rows than low: the one bag of them all would lie outside the range (issue 25)."""
+    with pytest.raises(
+        ValueError, match=r"bagging.size_range=\[5, 8\]: a split of 3 rows cannot hold one bag"
+    ):
+        sized_random_bags(3, (5, 8), labels_of(3), seed=0, drop_last=drop_last)
 
 
 def test_sized_random_bags_keep_or_merge_the_remainder():

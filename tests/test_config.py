@@ -4,13 +4,23 @@ composing from the command line, choices checked at composition, and a core free
 import inspect
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
-from omegaconf import MISSING
+from omegaconf import MISSING, open_dict
 
 from llp_jax.bp import BAG_FACTORS, BPSettings
-from llp_jax.config import DATASET_SCHEMAS, resolve, schema_of
+from llp_jax.config import (
+    CONFIG_DIR,
+    DATASET_SCHEMAS,
+    folder_name,
+    job_name,
+    register_configs,
+    resolve,
+    schema_of,
+)
 from llp_jax.data import LOADERS
 from llp_jax.graph import GraphSettings
 from llp_jax.methods import METHODS
@@ -130,3 +140,32 @@ def test_tags_are_a_top_level_list_of_words(compose_config):
     assert resolve(compose_config()).tags == ()
     with pytest.raises(ValueError, match=r"tags='baseline' must be a list of words, e.g. tags=\[baseline"):
         resolve(compose_config("tags=baseline"))
+
+
+def test_a_folder_name_is_one_name_that_cannot_leave_its_parent():
+    assert folder_name("dataset.data_dir=x/../../../escaped") == "dataset.data_dir=x_.._.._.._escaped"
+    assert folder_name("data_dir=C:\\data\\..\\up") == "data_dir=C:_data_.._up"
+    assert [folder_name(name) for name in ("..", ".", "")] == ["__", "_", ""]
+    assert folder_name("model.widths=[16,8]") == "model.widths=(16,8)"  # orbax globs checkpoint paths
+    assert len(folder_name("a/" * 300)) == 200
+    # the cluster jobs' name (squeue), no folder: one word of letters, digits, . _ -
+    assert [job_name(sweep) for sweep in ("S/../../x", "a/..")] == ["x", "llp_a_.."]
+
+
+def test_sweep_and_run_folders_stay_under_their_parent_whatever_the_overrides(tmp_path):
+    """`-m 'dataset.data_dir=x/../../../escaped' hydra.sweep.dir=S` once wrote the job's folder outside S."""
+    sweep = tmp_path / "sweep"
+    overrides = ["debug=fast", "dataset.data_dir=x/../../../escaped", "method.name=../../../m"]
+    register_configs()  # the folder_name resolver
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
+        cfg = compose("config", overrides=[*overrides, f"hydra.sweep.dir={sweep}"], return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.hydra.job.num = 0  # what the launcher sets for the sweep's first job
+    job = sweep / cfg.hydra.sweep.subdir
+    assert len(Path(cfg.hydra.sweep.subdir).parts) == 1 and job.resolve().parent == sweep.resolve()
+    assert cfg.hydra.sweep.subdir.startswith("0_dataset.data_dir=x_.._.._.._escaped,")
+    run = Path(
+        cfg.hydra.run.dir
+    )  # a single run's folder: outputs/<date>/<time>_<method>_<dataset>_seed<seed>
+    assert len(run.parts) == 3 and run.name.endswith("_.._.._.._m_synthetic_seed0")
+    assert (tmp_path / run).resolve().parents[2] == tmp_path.resolve()

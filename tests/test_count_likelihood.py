@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import float32_sum_error
 
 from llp_jax.bp import factors
 from llp_jax.config import compose
@@ -94,9 +95,23 @@ def test_a_width_that_is_a_power_of_two_and_a_bag_of_one():
 
 
 LARGE = 4096
-# |error| of log P at 4,096 members: measured at most 6e-4 below |log P| ~ 1e4, and 1 ulp of float32
-# (0.0078) at log P = -85,110; log P itself is a float32.
-ATOL, RTOL = 1e-3, 2e-7
+# Tolerances of log P at 4,096 members, from the float32 sums that make it (count_likelihood.py):
+# log P = log_root + log_scale + untilt, where untilt sums 4,096 members' terms (each -KL <= 0) and
+# log_scale the logs of 4,095 tree nodes' scales (each <= 0): neither sum cancels, so the absolute values
+# of their terms add to about |log P| wherever |log P| is large (the extreme counts: thousands of nats).
+# - RTOL: the order of those sums (a GPU's tree reduction, not the CPU's) moves them by up to
+#   float32_sum_error(4096, |log P|, typical=True) = sqrt(4096) eps32 = 7.6e-6 relative; each member's
+#   term is itself a difference of softplus values whose magnitudes add to at most 7.2 times the term
+#   (measured at count 4,096 of the spread bag), a few ulps each: ~30 eps32 more, under a second
+#   sqrt(n) eps32. Hence 2 sqrt(n) eps32 = 1.5e-5. Measured: 4.8e-7 relative on an H200 (counts 0 and
+#   4,096 of the spread bag, -8,573 and -8,688), 1.4e-7 on the CPU: 30 times below. The worst case,
+#   (n - 1) eps32 = 4.9e-4 relative (4.2 nats at -8,688), would hide an off-by-one count in the tails.
+# - ATOL: near the mode |log P| is a few nats, but the softplus values of untilt's terms still add to
+#   ~900 (count 2,083: 919) and lose a few ulps each (4 u 919 = 2.2e-4), and log_root is the log of 12
+#   levels of convolutions of positive terms (sums of at most 3, 5, ..., 308 terms, the windows: at most
+#   1,000 u = 6e-5 relative all told, whatever their order); measured at most 1.3e-4 (count 1,207 of the
+#   confident bag).
+ATOL, RTOL = 1e-3, 2 * float32_sum_error(LARGE, 1.0, typical=True)
 
 
 def _large_cases():
@@ -158,6 +173,23 @@ def test_fractional_counts_interpolate_log_p_linearly():
         (1 - (k - np.floor(k))) * exact[int(np.floor(k))] + (k - np.floor(k)) * exact[int(np.ceil(k))]
         for k in counts
     ]
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_a_count_outside_zero_to_the_bag_size_gets_the_clipped_counts_likelihood():
+    """A count rebuilt as proportion * size can pass |b| by a float32 step, or fall below 0: it gets the
+    log-likelihood of the count clipped to [0, |b|], each bag at its own size (a bag of 3 in a row of 5
+    clips at 3), finite (unclipped, the interpolation reaches log P(|b| + 1) or log P(-1) = -inf); oracle:
+    the float64 dynamic program at the clipped count."""
+    rng = np.random.default_rng(8)
+    five, three = rng.normal(scale=2.0, size=5), rng.normal(scale=2.0, size=3)
+    up = np.nextafter(np.float32(5.0), np.float32(6.0)), np.nextafter(np.float32(3.0), np.float32(4.0))
+    bags = [five, three, five, three, five]
+    counts = [up[0], up[1], 5.5, -1e-6, -0.25]
+    clipped = [5, 3, 5, 0, 0]
+    got = np.asarray(count_log_likelihood(*_batch(bags, counts, width=5)))
+    assert np.all(np.isfinite(got))
+    want = [dp_log_p(bag)[k] for bag, k in zip(bags, clipped, strict=True)]
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 

@@ -245,6 +245,26 @@ def test_files_categorical_one_hot_like_adult():
     assert list(data.test.categorical["color"]) == ["red", "green", "purple", "blue"]
 
 
+@pytest.mark.parametrize("factor", [1e200, 1e-300])
+def test_files_column_scaled_to_the_edge_of_float64_is_standardised_as_unscaled(tmp_path, factor):
+    """A column of 1e200s or 1e-300s (every table alike) encodes as the unscaled column does: its squares
+    overflowed or underflowed in the standard deviation, and the column became 0 (issue 25)."""
+    tables = ("train.csv", "val.csv", "test.csv")
+    shutil.copytree(FIXTURES, tmp_path, dirs_exist_ok=True)
+    for name in tables:
+        frame = pd.read_csv(FIXTURES / name)
+        frame["income"] = frame["income"] * factor
+        frame.to_csv(tmp_path / name, index=False)
+    options = dict(
+        **FILES, val_path="val.csv", val_bags_path="val_bags.csv", feature_columns=["age", "income"]
+    )
+    scaled, plain = (load_dataset("files", data_dir=folder, **options) for folder in (tmp_path, FIXTURES))
+    for split in ("train", "val", "test"):
+        x, expected = getattr(scaled, split).x, getattr(plain, split).x
+        assert np.abs(x[:, 1]).max() > 0.5, (split, x[:, 1])
+        np.testing.assert_allclose(x, expected, rtol=1e-5, atol=1e-6)
+
+
 def test_files_parquet_and_proportions(tmp_path):
     for name in ("train", "test", "bags_proportion"):
         pd.read_csv(FIXTURES / f"{name}.csv").to_parquet(tmp_path / f"{name}.parquet")

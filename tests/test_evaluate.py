@@ -52,6 +52,10 @@ def write_folder(folder: Path, kind: str) -> Path:
         (folder / "metrics.jsonl").write_text("")
     if kind == "failed":
         (folder / "failed.json").write_text(json.dumps({"status": "failed", "error": "ValueError: bad"}))
+    if kind == "preempted":  # SIGTERM
+        (folder / "failed.json").write_text(
+            json.dumps({"status": "preempted", "error": "Preempted: SIGTERM"})
+        )
     return folder
 
 
@@ -66,6 +70,7 @@ def write_folder(folder: Path, kind: str) -> Path:
             " holds no saved encoder (encoder.json, encoder missing): the run failed (ValueError: bad)",
         ),
         ("unfinished", " holds no saved encoder (encoder.json, encoder missing): the run is unfinished"),
+        ("preempted", " holds no saved encoder (encoder.json, encoder missing): the run was preempted"),
     ],
 )
 def test_a_folder_without_a_saved_encoder_is_a_clear_error(kind, message, tmp_path):

@@ -1,8 +1,11 @@
+import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -310,6 +313,118 @@ def test_a_killed_run_resumes_to_the_uninterrupted_result(
     assert without_timings([resumed]) == without_timings([whole])
     assert without_timings(jsonl(tmp_path / "run")) == without_timings(jsonl(whole_folder))
     assert not (tmp_path / "run" / "failed.json").exists() and not (tmp_path / "run" / "checkpoints").exists()
+
+
+def stop_at(monkeypatch, module, name: str, calls: int) -> None:
+    """The process dies (KeyboardInterrupt) at the calls-th call of module.name."""
+    real, count = getattr(module, name), []
+
+    def killed(*args, **kwargs):
+        count.append(1)
+        if len(count) == calls:
+            raise KeyboardInterrupt("killed")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, killed)
+
+
+@pytest.mark.slow
+def test_a_run_resumed_on_changed_data_is_refused_naming_the_file(compose_config, tmp_path, monkeypatch):
+    """Issue 25: a files run killed, bags.csv replaced with all-zero counts, and train.resume=true finished
+    "on two datasets". Now the resume stops before anything is loaded, naming the file, and leaves the run
+    folder as it was; with the data put back it resumes."""
+    folder = shutil.copytree(FILES_FIXTURES, tmp_path / "data")
+    overrides = [*files_run(folder), "train.epochs=3", "train.checkpoint_every=1"]
+    with monkeypatch.context() as patch:
+        stop_at(patch, loop, "train_epoch", 2)
+        with pytest.raises(KeyboardInterrupt):
+            run_experiment(compose_config(*overrides), tmp_path / "run")
+    bags = folder / "bags.csv"
+    original = bags.read_text()
+    rows = original.splitlines()
+    bags.write_text("\n".join([rows[0], *(row.split(",")[0] + ",0" for row in rows[1:])]) + "\n")
+    before = {path.name: path.read_bytes() for path in (tmp_path / "run").iterdir() if path.is_file()}
+    message = rf"the data of the run in {tmp_path / 'run'} changed since it started: {bags} \(sha256 "
+    with pytest.raises(ValueError, match=message + r".*start a new run in another folder"):
+        run_experiment(compose_config(*overrides, "train.resume=true"), tmp_path / "run")
+    assert {path.name: path.read_bytes() for path in (tmp_path / "run").iterdir() if path.is_file()} == before
+    bags.write_text(original)
+    summary = run_experiment(compose_config(*overrides, "train.resume=true"), tmp_path / "run")
+    names = ["train.csv", "bags.csv", "val.csv", "val_bags.csv", "test.csv"]
+    fingerprint = summary["provenance"]["data_sha256"]
+    assert sorted(fingerprint) == sorted(str(folder / name) for name in names)
+    assert fingerprint[str(bags)] == hashlib.sha256(original.encode()).hexdigest()
+
+
+def wait_for_round_one(job, folder: Path) -> None:
+    """Until an epoch record of LLP-BP's round 1 is in a metrics.jsonl under folder (or the job ended)."""
+
+    def training_round_one() -> bool:
+        lines = [line for path in folder.rglob("metrics.jsonl") for line in path.read_text().splitlines()]
+        return any('"round": 1' in line and '"epoch"' in line for line in lines)
+
+    while job.poll() is None and not training_round_one():
+        time.sleep(0.05)
+
+
+@pytest.mark.slow
+def test_sigterm_leaves_a_preempted_run_that_resumes_to_the_uninterrupted_result(uninterrupted, tmp_path):
+    """SIGTERM (what SLURM sends a job it preempts) in round 1's training: the command exits with status 143
+    and the run folder says preempted (failed.json, status preempted); train.resume=true then finishes it
+    with the numbers of an uninterrupted run."""
+    (whole, whole_folder), run = uninterrupted, tmp_path / "run"
+    job = run_script(*RESUMED, f"hydra.run.dir={run}", cwd=tmp_path)
+    wait_for_round_one(job, tmp_path)
+    job.send_signal(signal.SIGTERM)
+    _, stderr = job.communicate(timeout=600)
+    assert job.returncode == 143, stderr
+    preempted = json.loads((run / "failed.json").read_text())
+    assert preempted["status"] == "preempted" and preempted["error"].startswith("Preempted: SIGTERM received")
+    assert jsonl(run)[-1]["event"] == "preempted"
+    assert "preempted: SIGTERM received" in (run / "train.log").read_text()
+    assert (run / "checkpoints").exists()  # the latest checkpoint stands
+    resumed = run_experiment(compose(*RESUMED, "train.resume=true"), run)
+    assert without_timings([resumed]) == without_timings([whole])
+    assert without_timings(jsonl(run)) == without_timings(jsonl(whole_folder))
+    assert not (run / "failed.json").exists() and not (run / "checkpoints").exists()
+
+
+def processes_running(text: str) -> list[int]:
+    """The ids of this machine's processes whose command line holds `text` (Linux: /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and text in (entry / "cmdline").read_bytes().decode(errors="replace"):
+                found.append(int(entry.name))
+        except OSError:  # ended meanwhile
+            continue
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the job's process in /proc")
+def test_submitits_preemption_signal_requeues_a_job_that_resumes_to_the_uninterrupted_result(
+    uninterrupted, tmp_path
+):
+    """Under hydra-submitit-launcher submitit keeps its own handler of the preemption signal (USR2): it
+    requeues the job (the local executor runs it again; on SLURM, scontrol requeue) and exits. The run records
+    status preempted on its way out, and the job, started again, resumes from its checkpoints to the numbers
+    of an uninterrupted run."""
+    (whole, whole_folder), sweep = uninterrupted, tmp_path / "sweep"
+    job = run_script(
+        "-m", "hydra/launcher=submitit_local", *RESUMED, f"hydra.sweep.dir={sweep}", cwd=tmp_path
+    )
+    wait_for_round_one(job, sweep)
+    for pid in processes_running(f"submitit.core._submit\0{sweep}"):  # the job itself, not its controller
+        os.kill(pid, signal.SIGUSR2)
+    _, stderr = job.communicate(timeout=600)
+    assert job.returncode == 0, stderr
+    logs = "".join(path.read_text() for path in (sweep / ".submitit").rglob("*_log.*"))
+    assert "Caught signal SIGUSR2" in logs and "event preempted: error SystemExit: 144" in logs
+    (run,) = [path.parent for path in sweep.glob("*/metrics.json")]
+    finished = json.loads((run / "metrics.json").read_text())
+    assert without_timings([finished]) == without_timings([json.loads(json.dumps(whole))])
+    assert without_timings(jsonl(run)) == without_timings(jsonl(whole_folder))
 
 
 @pytest.fixture

@@ -1,3 +1,4 @@
+import itertools
 import json
 import logging
 import re
@@ -11,22 +12,25 @@ from flax import nnx
 
 from llp_jax.bp import BPSettings, CountGapWarning, loop
 from llp_jax.bp.problem import edge_bucket
-from llp_jax.data.bags import random_bags
+from llp_jax.data.bags import Bags, random_bags
 from llp_jax.experiment import run_experiment
 from llp_jax.graph import SimilarityGraph
 from llp_jax.methods.llp_bp import (
     CountGapError,
+    ScheduleSettings,
     bp_pseudo_labels,
     bp_round,
     calibrate_head,
     choose_candidate,
     counts_held,
+    pseudo_labels,
     top_k_labels,
     warn_if_inconsistent,
 )
 from llp_jax.methods.llp_bp import rounds as rounds_module
 from llp_jax.methods.llp_bp.bag_head import pseudo_label_loss
 from llp_jax.methods.llp_bp.choice import warm_start_is_better
+from llp_jax.methods.llp_bp.settings import PseudoLabels
 from llp_jax.models import MLP, MLPSettings
 from llp_jax.train import loop as train_loop
 from llp_jax.train.calibration import fit_to_counts
@@ -192,6 +196,49 @@ def test_top_k_labels_agree_with_every_bag_count():
         members = bags.members[b, bags.mask[b]]
         chosen, rest = marginals[members][pseudo[members] == 1], marginals[members][pseudo[members] == 0]
         assert len(chosen) == 0 or len(rest) == 0 or chosen.min() >= rest.max()
+
+
+def test_top_k_labels_round_fractional_counts_half_up():
+    """A fractional count k_b (a proportion times a size) marks its round-half-up number of members,
+    floor(k_b + 1/2): 2.6 -> 3, 2.4 -> 2, 2.5 -> 3, 0.6 -> 1 (a bag of 3 padded to 5), 4.6 -> 5; the
+    expected labels written out by hand, each bag's highest marginals."""
+    bag_marginals = [0.9, 0.1, 0.8, 0.3, 0.7]  # in decreasing order: slots 0, 2, 4, 3, 1
+    counts = [2.6, 2.4, 2.5, 0.6, 4.6]
+    sizes = [5, 5, 5, 3, 5]
+    members = np.zeros((5, 5), np.int32)
+    mask = np.arange(5)[None, :] < np.array(sizes)[:, None]
+    members[mask] = np.arange(sum(sizes))
+    marginals = np.concatenate([bag_marginals[:size] for size in sizes]).astype(np.float32)
+    bags = Bags(members, mask, np.array(sizes, np.int32), np.array(counts, np.float32))
+    want = [
+        [1, 0, 1, 0, 1],  # 2.6 -> 3
+        [1, 0, 1, 0, 0],  # 2.4 -> 2
+        [1, 0, 1, 0, 1],  # 2.5 -> 3
+        [1, 0, 0],  # 0.6 -> 1, of marginals 0.9, 0.1, 0.8
+        [1, 1, 1, 1, 1],  # 4.6 -> 5
+    ]
+    np.testing.assert_array_equal(top_k_labels(marginals, bags), np.concatenate(want).astype(np.float32))
+
+
+def test_a_marginal_exactly_at_the_threshold_is_a_negative_pseudo_label():
+    """Threshold pseudo-labels are marginal > tau. Max-product BP gives exactly 0.5 to members tied for a
+    bag's one positive: the max-marginal log-ratio of unaries [1.5, 1.5, -0.5, -2] under a hard count of 1
+    (by enumeration here; test_bp checks the engine's max-product messages against the same) is 1.5 - 1.5
+    = 0 for both. These are labelled 0 at tau = 0.5, as a marginal exactly at tau = 0.25 is; one float32
+    step above tau is labelled 1."""
+    unary = np.array([1.5, 1.5, -0.5, -2.0])
+    labelings = np.array([y for y in itertools.product([0, 1], repeat=4) if sum(y) == 1])
+    score = labelings @ unary
+    belief = [score[labelings[:, i] == 1].max() - score[labelings[:, i] == 0].max() for i in range(4)]
+    tied = (1.0 / (1.0 + np.exp(-np.array(belief)))).astype(np.float32)
+    np.testing.assert_array_equal(tied[:2], [0.5, 0.5])  # exactly: the case the rule must decide
+    above = np.nextafter(np.float32(0.5), np.float32(1.0))
+    marginals = np.array([*tied, above, 0.25, np.nextafter(np.float32(0.25), np.float32(1.0))], np.float32)
+    bags = random_bags(len(marginals), len(marginals), np.zeros(len(marginals), np.int32), seed=0)
+    half = ScheduleSettings(labels=PseudoLabels.threshold, threshold=0.5)
+    quarter = ScheduleSettings(labels=PseudoLabels.threshold, threshold=0.25)
+    np.testing.assert_array_equal(pseudo_labels(marginals, bags, half), [0, 0, 0, 0, 1, 0, 0])
+    np.testing.assert_array_equal(pseudo_labels(marginals, bags, quarter), [1, 1, 0, 0, 1, 0, 1])
 
 
 @pytest.mark.parametrize("keep_best_round", [False, True])

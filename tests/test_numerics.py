@@ -15,6 +15,7 @@ from sklearn.neighbors import NearestNeighbors
 
 # The oracles and input builders of the example-based BP tests (tests/ is on the path).
 from test_bp import (
+    assert_same_but_for_the_order_of_sums,
     bags_of,
     brute_marginals,
     dp_bag_message,
@@ -515,4 +516,8 @@ def test_x64_mode_leaves_the_engine_in_float32(bag_factor, hard, temperature):
         wide = run(12, edges, bags, settings, unary)
     for name, a, b in zip(default._fields, default, wide, strict=True):
         assert np.asarray(b).dtype == np.asarray(a).dtype, name
-        np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-6, err_msg=name)
+    # The same float32 program: bitwise on the CPU; on a GPU two compilations' scatter-adds may sum in
+    # other orders, within the float32 bound of test_bp.reordering_bound.
+    bag_tuple = bags_of([m for m, _ in bags], [k for _, k in bags])
+    problem = build_problem(graph_of(12, *edges), bag_tuple, settings, unary)
+    assert_same_but_for_the_order_of_sums(wide, default, problem, settings)

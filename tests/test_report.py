@@ -82,10 +82,15 @@ def test_failed_and_unfinished_runs_are_named(tmp_path):
     (failed / "failed.json").write_text(json.dumps({"status": "failed", "error": "ValueError: bad"}))
     unfinished.mkdir()
     (unfinished / "metrics.jsonl").write_text("")
+    preempted = tmp_path / "preempted_run"  # SIGTERM: failed.json with status preempted
+    preempted.mkdir()
+    (preempted / "metrics.jsonl").write_text("")
+    (preempted / "failed.json").write_text(json.dumps({"status": "preempted", "error": "Preempted: SIGTERM"}))
     printed = subprocess.run(
         [sys.executable, str(REPORT), str(tmp_path)], capture_output=True, text=True
     ).stdout
     assert f"- failed: {failed} (ValueError: bad)" in printed
+    assert f"- preempted: {preempted} (Preempted: SIGTERM)" in printed
     assert f"- unfinished (no metrics.json): {unfinished}" in printed
 
 

@@ -14,6 +14,11 @@ import numpy as np
 import pandas as pd
 
 from llp_jax.data.dataset import Split
+from llp_jax.degenerate import warn_degenerate
+
+# Fewer training bags than this is a degenerate setup (warn_degenerate): a bag-level loss learns from the
+# differences between bags' proportions, which one or two bags hardly have.
+MIN_TRAIN_BAGS = 3
 
 
 class Bags(NamedTuple):
@@ -172,13 +177,20 @@ def sized_random_bags(
 
     Sizes are drawn until they cover n rows; the last bag holds the rows left over. If fewer than low
     rows are left over, they join the previous bag (which then has up to high + low - 1 rows), or are
-    left out (in no bag) if drop_last. A split of at most low rows gives a single bag of all n rows.
+    left out (in no bag) if drop_last. A split of fewer than low rows is refused: its one bag would lie
+    outside the range.
     """
     _check_size_range(size_range)
     if n < 1:
         raise ValueError(f"cannot make bags of a split with {n} rows")
     labels = _check_labels(labels, n, "the split")
     low, high = (int(bound) for bound in size_range)
+    if n < low:
+        raise ValueError(
+            f"bagging.size_range={[low, high]}: a split of {n} rows cannot hold one bag of {low} rows or "
+            f"more; give a range whose low end is at most {n}, "
+            f"e.g. bagging.size_range=[{max(1, n // 8)},{max(1, n // 4)}]"
+        )
     rng = np.random.default_rng(seed)
     order = rng.permutation(n)
     sizes = rng.integers(low, high, size=-(-n // low), endpoint=True)
@@ -270,6 +282,26 @@ def given_bags(
     else:
         raise ValueError("given bags need their counts: pass counts (bag id -> count) or labels")
     return _pack(order, sizes, values)
+
+
+def check_bags_learnable(bags: Bags, split: str = "train") -> None:
+    """warn_degenerate (llp_jax.degenerate; an error under strict=true) when the bags of `split` leave
+    nothing to learn: fewer than MIN_TRAIN_BAGS bags, or every bag of one class (no positive row, or no
+    negative row, in any bag)."""
+    rows = int(bags.sizes.sum())
+    if bags.n_bags < MIN_TRAIN_BAGS:
+        warn_degenerate(
+            f"the {split} split has {bags.n_bags} bag(s) of {rows} rows: a bag-level loss learns from the "
+            f"differences between bags, so fewer than {MIN_TRAIN_BAGS} bags leave almost nothing to learn; "
+            "use smaller bags (e.g. bagging.bag_size=32) or more bags in the data"
+        )
+    total = float(bags.counts.sum())
+    if total == 0 or total == rows:
+        kind = "negative (count 0)" if total == 0 else "positive (count = size)"
+        warn_degenerate(
+            f"every bag of the {split} split is fully {kind}, {bags.n_bags} bag(s) of {rows} rows: one class "
+            "only, nothing tells the classes apart; check the counts or the labels"
+        )
 
 
 def make_bags(

@@ -36,18 +36,44 @@ NAME = "files"
 _COUNT_ATOL = 1e-6
 
 
+def _not_utf8(path: Path) -> ValueError:
+    """The error for a .csv file that is not UTF-8 text: a parquet file, UTF-16 text, or another encoding
+    (latin-1, cp1252), each with its fix; the last names the first byte that is not UTF-8 and its line."""
+    data = path.read_bytes()
+    start = data[:4]
+    if start == b"PAR1":
+        return ValueError(f"{path} is a parquet file, not a CSV; rename it to {path.with_suffix('.parquet')}")
+    if start[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        return ValueError(f"{path} is UTF-16 text; re-save it as UTF-8 (e.g. iconv -f UTF-16 -t UTF-8)")
+    try:
+        data.decode("utf-8")
+        where = ""
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        where = f" (byte {data[error.start : error.start + 1]!r} on line {line})"
+    return ValueError(
+        f"{path} is not UTF-8 text{where}: likely latin-1 or cp1252; re-save it as UTF-8 "
+        "(e.g. iconv -f LATIN1 -t UTF-8)"
+    )
+
+
 def _read_table(path: Path) -> pd.DataFrame:
     """The table at `path` (.csv, or .parquet / .pq); ValueError naming the file when it is empty, has a
-    header but no rows, or names a column twice (pandas would rename the second f1 to f1.1 silently)."""
+    header but no rows, names a column twice (pandas would rename the second f1 to f1.1 silently), or is
+    a .csv that is not UTF-8 text."""
     suffix = path.suffix.lower()
     if suffix == ".csv":
         try:
             frame = pd.read_csv(path)
+            header = (
+                pd.read_csv(path, header=None, nrows=1, dtype=str, keep_default_na=False).iloc[0].tolist()
+            )
         except pd.errors.EmptyDataError:
             raise ValueError(
                 f"{path} is empty; write a header line of column names, then one line per row"
             ) from None
-        header = pd.read_csv(path, header=None, nrows=1, dtype=str, keep_default_na=False).iloc[0].tolist()
+        except UnicodeDecodeError:
+            raise _not_utf8(path) from None
     elif suffix in (".parquet", ".pq"):
         frame = pd.read_parquet(path)
         header = list(frame.columns)
@@ -111,6 +137,20 @@ def _whole_counts(values: np.ndarray, ids: np.ndarray, column: str, path: Path) 
     )
 
 
+def _numbers(column: pd.Series, ids: np.ndarray, name: str, path: Path) -> np.ndarray:
+    """float64[m]: the count or proportion `column` of the bags `ids` (int64[m]); ValueError naming the
+    file, the column, the bag and the row of a value that is not a number (a count "ten") or is missing."""
+    values = pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float64)
+    bad = np.flatnonzero(np.isnan(values))
+    if len(bad):
+        row = bad[0]
+        raise ValueError(
+            f"{path}: {len(bad)} value(s) in column {name!r} are not numbers, e.g. {column.iloc[row]!r} for "
+            f"bag {ids[row]} (data row {row + 1}); write every bag's value as a number"
+        )
+    return values
+
+
 def _read_counts(
     path: Path, bag_ids: np.ndarray, id_column: str, count_column: str, proportion_column: str | None
 ) -> dict[int, float]:
@@ -124,7 +164,7 @@ def _read_counts(
         raise ValueError(
             f"{path}: bag id(s) {duplicated[:5].tolist()} appear more than once; keep one row per bag"
         )
-    values = table[value_column].to_numpy(dtype=np.float64)
+    values = _numbers(table[value_column], ids, value_column, path)
     if proportion_column is None:
         values = _whole_counts(values, ids, count_column, path)
     else:
@@ -193,6 +233,12 @@ def load(
     if feature_columns is None:
         feature_columns = [name for name in train.columns if name not in (bag_id_column, label_column)]
     feature_columns = list(feature_columns)
+    if not feature_columns:
+        raise ValueError(
+            f"{train_file}: no feature columns (dataset.feature_columns={feature_columns}, its columns "
+            f"{list(train.columns)}); a model needs at least one: list them, or leave feature_columns null "
+            f"to take every column but {bag_id_column!r} and {label_column!r}"
+        )
     unknown = sorted(set(categorical_columns) - set(feature_columns))
     if unknown:
         raise ValueError(f"categorical_columns {unknown} are not among the feature columns {feature_columns}")

@@ -7,10 +7,35 @@ the user cache folder ($XDG_CACHE_HOME or ~/.cache, then llp_jax/). Each dataset
 
 from __future__ import annotations
 
+import errno
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 
 ENV_VAR = "LLP_JAX_DATA_DIR"
+_FILES_READ: ContextVar[list[Path] | None] = ContextVar("llp_jax_files_read", default=None)
+
+
+@contextmanager
+def recording_files() -> Iterator[list[Path]]:
+    """Within the block, every file a loader resolves (`dataset_file`, `user_file`: every file any loader
+    reads) is appended, once, to the list yielded: the files a run's data come from, which its data
+    fingerprint hashes (llp_jax.provenance.data_fingerprint)."""
+    files: list[Path] = []
+    token = _FILES_READ.set(files)
+    try:
+        yield files
+    finally:
+        _FILES_READ.reset(token)
+
+
+def _recorded(path: Path) -> Path:
+    files = _FILES_READ.get()
+    if files is not None and path not in files:
+        files.append(path)
+    return path
 
 
 def _resolve(data_dir: str | os.PathLike | None) -> tuple[Path, str]:
@@ -42,7 +67,24 @@ def dataset_file(data_dir: str | os.PathLike | None, dataset: str, filename: str
             f"(data directory from {origin}). Get it from {source} and put it in that folder, "
             f"or point data_dir / {ENV_VAR} at a folder that contains {dataset}/{filename}."
         )
-    return path
+    return _recorded(path)
+
+
+def _check_not_folder_or_loop(full: Path, path: str | os.PathLike, option: str) -> None:
+    """IsADirectoryError where `full` is a folder, OSError where it is a symlink loop (where a missing
+    file's error would mislead)."""
+    if full.is_dir():
+        raise IsADirectoryError(
+            f"{option}={str(path)!r}: {full} is a directory, not a file; give the path of a table in it"
+        )
+    try:
+        full.stat()
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise OSError(
+                f"{option}={str(path)!r}: {full} is a symlink loop (its links point at each other, never "
+                "at a file); point the link at the table, or give the table's own path"
+            ) from None
 
 
 def user_file(data_dir: str | os.PathLike | None, path: str | os.PathLike, option: str) -> Path:
@@ -53,9 +95,10 @@ def user_file(data_dir: str | os.PathLike | None, path: str | os.PathLike, optio
     root, origin = _resolve(data_dir)
     full = Path(path).expanduser()
     full = full if full.is_absolute() else root / full
+    _check_not_folder_or_loop(full, path, option)
     if not full.is_file():
         raise FileNotFoundError(
             f"{option}={str(path)!r}: no such file {full} (relative paths are read from the data "
             f"directory {root}, taken from {origin}). Fix the path or the data directory."
         )
-    return full
+    return _recorded(full)

@@ -16,7 +16,14 @@ from llp_jax.graph.build import SimilarityGraph, build_graph, graph_from_knn, se
 from llp_jax.graph.faiss_search import HnswSettings, knn_faiss
 from llp_jax.graph.kernels import KERNELS, edge_weights
 from llp_jax.graph.knn import METRICS, KnnResult, knn, pair_distances
-from llp_jax.graph.settings import Backend, GraphSettings, Kernel, Metric, check_graph_settings
+from llp_jax.graph.settings import (
+    Backend,
+    GraphSettings,
+    Kernel,
+    Metric,
+    check_graph_fits,
+    check_graph_settings,
+)
 
 __all__ = [
     "KERNELS",
@@ -29,6 +36,7 @@ __all__ = [
     "Metric",
     "SimilarityGraph",
     "build_graph",
+    "check_graph_fits",
     "check_graph_settings",
     "edge_weights",
     "graph_from_knn",

@@ -64,6 +64,16 @@ def positive_integer(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
+def check_graph_fits(settings: GraphSettings, n_points: int) -> None:
+    """ValueError unless graph.k is below `n_points`, the rows the graph joins (the training split): checked
+    when the data are loaded, before the warm start trains (knn itself checks it only after)."""
+    if settings.k >= n_points:
+        raise ValueError(
+            f"graph.k={settings.k} is not below the {n_points} training rows the similarity graph joins "
+            f"(a row is not its own neighbour); use graph.k < {n_points}, e.g. graph.k=5"
+        )
+
+
 def check_graph_settings(settings: GraphSettings) -> GraphSettings:
     """Raise ValueError naming the first bad setting as its config key (graph.<name>); returns the
     settings with plain strings and weight_distance resolved (None -> the metric)."""

@@ -12,7 +12,7 @@ import numpy as np
 
 from llp_jax.data.bags import Bags
 from llp_jax.data.dataset import Dataset
-from llp_jax.models import Encoder, make_encoder, set_output_bias
+from llp_jax.models import Encoder, check_model_settings, make_encoder, set_output_bias
 from llp_jax.streams import stream_key
 from llp_jax.train.checkpoints import next_fit_checkpoints
 from llp_jax.train.loop import BagLoss, TrainInputs, TrainResult, ValInputs, train_encoder
@@ -30,7 +30,12 @@ class FitSettings:
 
     def check(self) -> None:
         """Raise ValueError naming the first bad setting, before any data is loaded."""
+        check_model_settings(self.model)
         check_train_settings(self.train)
+
+    def check_data(self, data: Dataset, train_bags: Bags) -> None:
+        """Raise ValueError naming a setting that the loaded data cannot take (graph.k above the rows),
+        before anything trains; nothing here, methods that read more override it."""
 
 
 def prior_log_odds(bags: Bags) -> float:

@@ -23,6 +23,7 @@ __all__ = [
     "Encoder",
     "MLPSettings",
     "ModelSpec",
+    "check_model_settings",
     "make_encoder",
     "model_name",
     "rescale_logits",
@@ -51,6 +52,24 @@ def model_name(settings: Any) -> str:
             return name
     known = {name: spec.settings.__name__ for name, spec in MODELS.items()}
     raise ValueError(f"model settings of type {type(settings).__name__} are not known; give one of {known}")
+
+
+def _check_sizes(values: Any, key: str, example: str) -> None:
+    """ValueError unless `values` (a list of layer sizes, the setting `key`) holds integers >= 1."""
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in values):
+        raise ValueError(f"{key}={list(values)}: every size must be an integer >= 1, e.g. {key}={example}")
+
+
+def check_model_settings(settings: Any) -> None:
+    """Raise ValueError naming the first bad layer size of `settings` (MLPSettings or CNNSettings) with
+    its fix, before any data is loaded (a width of 0 failed deep inside the first layer's initialiser)."""
+    if isinstance(settings, MLPSettings):
+        if not settings.widths:
+            raise ValueError("model.widths is empty; give at least one hidden width, e.g. [256, 128, 64]")
+        _check_sizes(settings.widths, "model.widths", "[256,128,64]")
+    elif isinstance(settings, CNNSettings):
+        _check_sizes(settings.channels, "model.channels", "[32,64]")
+        _check_sizes([settings.embedding_width], "model.embedding_width", "128")
 
 
 def make_encoder(settings: Any, feature_shape: Sequence[int], rngs: nnx.Rngs | int | jax.Array) -> Encoder:

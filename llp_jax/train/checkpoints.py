@@ -24,6 +24,7 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
+from llp_jax.preemption import uninterrupted
 from llp_jax.sharding import replicate
 
 PROGRESS_FILE = "progress.json"
@@ -65,9 +66,10 @@ class FitCheckpoints:
         meta = {"epoch": epoch, "best_epoch": best.epoch, "best_loss": best.selection_loss}
         meta |= {"history": history, "done": done}
         args = ocp.args.Composite(state=ocp.args.StandardSave(tree), meta=ocp.args.JsonSave(meta))
-        self._manager_().save(epoch, args=args)
-        self._manager_().wait_until_finished()
-        self._on_save()
+        with uninterrupted():  # a SIGTERM meanwhile stops the run after the save and its progress record
+            self._manager_().save(epoch, args=args)
+            self._manager_().wait_until_finished()
+            self._on_save()
 
     def restore(self, template) -> FitCheckpoint | None:
         """The latest checkpoint, its arrays laid out like template (the fit's fresh TrainState); None

@@ -8,7 +8,9 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from llp_jax.bp import BPSettings, check_settings
-from llp_jax.graph import GraphSettings, check_graph_settings
+from llp_jax.data.bags import Bags
+from llp_jax.data.dataset import Dataset
+from llp_jax.graph import GraphSettings, check_graph_fits, check_graph_settings
 from llp_jax.methods import countloss, dllp, easyllp
 from llp_jax.methods.common import FitSettings
 
@@ -58,10 +60,21 @@ class ScheduleSettings(NamedTuple):
     choose_by: ChooseBy = ChooseBy.first
 
 
+# The most rounds a schedule may run: each round builds a graph, runs BP and trains an encoder (with its
+# checkpoints), and the paper's results come from 2; a run of 1e9 rounds wrote 455 checkpoint folders in
+# 100 s before anyone noticed (issue 25).
+MAX_ROUNDS = 100
+
+
 def check_schedule(schedule: ScheduleSettings) -> None:
     """Raise ValueError naming the first bad schedule setting."""
     if schedule.rounds < 1:
         raise ValueError(f"schedule.rounds={schedule.rounds} must be at least 1")
+    if schedule.rounds > MAX_ROUNDS:
+        raise ValueError(
+            f"schedule.rounds={schedule.rounds} is above {MAX_ROUNDS}, the most rounds a run may take (each "
+            "trains an encoder and runs BP; the paper uses 2); use e.g. schedule.rounds=2"
+        )
     if not 0.0 < schedule.threshold < 1.0:
         raise ValueError(f"schedule.threshold={schedule.threshold} must lie strictly between 0 and 1")
     if schedule.warm_start not in WarmStart.__members__:
@@ -128,3 +141,6 @@ class LLPBPSettings(FitSettings):
         check_graph_settings(self.graph)
         check_settings(self.bp)
         check_schedule(self.schedule)
+
+    def check_data(self, data: Dataset, train_bags: Bags) -> None:
+        check_graph_fits(self.graph, data.train.n)
