@@ -7,7 +7,8 @@
 #              run command="bash benchmarks/gpu.sh tests"   with carry [".whl", "data_cache"]
 #              run command="bash benchmarks/gpu.sh fashion" with carry [".whl", "data_cache"]
 #              run command="bash benchmarks/gpu.sh scale"   (issue 13: n = 1e6, bag 2,048 end to end)
-#              run command="bash benchmarks/gpu.sh rounds"  (issue 13: graph + BP against training per round)
+#              run command="bash benchmarks/gpu.sh rounds"  (issue 13: graph + BP against training per round;
+#                                                      issue 24: compile_s of a 3-seed sweep in one process)
 # What they print lands in $OUT.
 set -euo pipefail
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl

@@ -6,8 +6,10 @@ and (graph + BP) / training, the ratio that issue 13 bounds by one half.
     python benchmarks/round_costs.py /tmp/ratio/bank
 
 prints one JSON object per run (the folders found under the arguments, in path order): dataset, bag size,
-seed, device, test AUC, the rounds (candidate, round, graph_s, bp_s, train_s, ratio; the warm start's
-round 0 has no graph and is left out) and their mean ratio; then one object with the mean over the runs.
+seed, device, test AUC, wall time, the seconds the run's process spent compiling by stage (compile_s:
+a sweep's later jobs in one process should show 0), the rounds (candidate, round, graph_s, bp_s,
+train_s, ratio; the warm start's round 0 has no graph and is left out) and their mean ratio; then one
+object with the mean over the runs.
 Reads each run's metrics.json and metrics.jsonl: the "bp" records' graph_build_s and bp_s, the "round_end"
 records' train_s (the whole fit, its compilations included).
 """
@@ -60,6 +62,8 @@ def run_summary(folder: Path) -> dict | None:
         "seed": metrics.get("seed"),
         "device": metrics.get("provenance", {}).get("device"),
         "test_auc": metrics.get("test_auc"),
+        "wall_time_s": metrics.get("wall_time_s"),
+        "compile_s": metrics.get("compile_s"),
         "rounds": rounds,
         "mean_ratio": sum(r["ratio"] for r in rounds) / len(rounds),
     }

@@ -231,6 +231,7 @@ def register_configs() -> None:
             store.store(group=f"hydra/schema/{group}", name=name, node=node)
     OmegaConf.register_new_resolver("folder_name", folder_name, replace=True)
     OmegaConf.register_new_resolver("job_name", job_name, replace=True)
+    OmegaConf.register_new_resolver("mem_fraction", mem_fraction, replace=True)
     register_sampler()  # hparams_search: the Optuna sampler that a resumed search needs (llp_jax.hpo)
 
 
@@ -267,6 +268,20 @@ def job_name(sweep_dir: str) -> str:
     if re.fullmatch(r"[\d_:.-]*", name):
         name = f"llp_{folder.parent.name}_{name}".rstrip("_")
     return re.sub(r"[^\w.-]", "_", name)[:MAX_FOLDER_NAME]
+
+
+def mem_fraction(n_jobs) -> str:
+    """XLA_PYTHON_CLIENT_MEM_FRACTION for each of n_jobs processes that share one GPU (the
+    `${mem_fraction:${hydra.launcher.n_jobs}}` resolver of hydra/launcher/pack.yaml): 0.9 / n_jobs, so that
+    all of them fit beside the CUDA context's own memory; JAX preallocates 0.75 of the GPU in each process
+    otherwise, and the second process fails to allocate. ValueError for n_jobs below 1 (joblib's -1, a
+    process per CPU core, would give each an unknown share)."""
+    if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs < 1:
+        raise ValueError(
+            f"hydra.launcher.n_jobs={n_jobs!r}: hydra/launcher=pack runs this many jobs on one GPU at once, "
+            "each with 1/n_jobs of its memory; give a whole number >= 1, e.g. hydra.launcher.n_jobs=4"
+        )
+    return f"{0.9 / n_jobs:.4g}"
 
 
 def current_spelling(overrides: list[str]) -> list[str]:

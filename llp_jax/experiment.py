@@ -15,6 +15,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from llp_jax.checkpoint import save_encoder
+from llp_jax.compile_clock import CompileClock, compile_clock, compile_stage
 from llp_jax.config import RunSettings, resolve
 from llp_jax.data import load_dataset, make_bags
 from llp_jax.data.bags import Bags, check_bags_learnable
@@ -130,8 +131,8 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path, first_process_dir: str 
     checkpoints = RunCheckpoints(folder, run.method.train.checkpoint_every, lambda: writer.records)
     with preemption_signals() as signals:  # SIGTERM: Preempted, recorded as status "preempted"
         try:
-            with checkpointing(checkpoints), use_devices(run.shard):
-                summary = _run(cfg, run, run_dir, writer.log, start)
+            with checkpointing(checkpoints), use_devices(run.shard), compile_clock() as clock:
+                summary = _run(cfg, run, run_dir, writer.log, start, clock)
         except BaseException as error:
             preempted = {"signal": signals.received} if signals.received else {}  # SIGTERM, submitit's USR2
             writer.fail(error, failure_details(run) | preempted, "preempted" if preempted else "failed")
@@ -233,8 +234,9 @@ def returned_model_criteria(result: TrainResult, data: Dataset, val_bags: Bags, 
     return selection_scores(result.model, ValInputs(data.val.x, val_bags, data.val.y), settings)
 
 
-def _run(cfg: DictConfig, run: RunSettings, run_dir: Path, log, start: float) -> dict:
-    """The run proper: data, bags, the method, the saved encoder and the test metrics (the summary)."""
+def _run(cfg: DictConfig, run: RunSettings, run_dir: Path, log, start: float, clock: CompileClock) -> dict:
+    """The run proper: data, bags, the method, the saved encoder and the test metrics (the summary, with
+    the seconds this process spent compiling, by stage, from `clock`)."""
     (run_dir / "config_resolved.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     with recording_files() as files:
         data, train_bags, val_bags = load_inputs(run)
@@ -244,10 +246,12 @@ def _run(cfg: DictConfig, run: RunSettings, run_dir: Path, log, start: float) ->
     result = METHODS[run.method_name].fit(data, train_bags, val_bags, run.method, key, log)
     if jax.process_index() == 0:  # several processes: the same encoder, saved once in the first's folder
         save_encoder(result.model, run_dir)
-    test_logits, _ = predict(result.model, data.test.x, run.method.train.eval_batch_size)
-    val_logits, _ = predict(result.model, data.val.x, run.method.train.eval_batch_size)
-    val_scores = validation_bag_scores(val_logits, val_bags)  # of the classifier returned, per bag
-    criteria = returned_model_criteria(result, data, val_bags, run)
+    with compile_stage("evaluate"):
+        test_logits, _ = predict(result.model, data.test.x, run.method.train.eval_batch_size)
+        val_logits, _ = predict(result.model, data.val.x, run.method.train.eval_batch_size)
+        val_scores = validation_bag_scores(val_logits, val_bags)  # of the classifier returned, per bag
+        criteria = returned_model_criteria(result, data, val_bags, run)
+        test_metrics = classification_metrics(data.test.y, test_logits, "test")
     fixed_size = run.bagging.kind == "random" and run.bagging.size_range is None
     return {
         "status": "finished",
@@ -258,7 +262,7 @@ def _run(cfg: DictConfig, run: RunSettings, run_dir: Path, log, start: float) ->
         "mean_bag_size": float(np.mean(train_bags.sizes)),
         "seed": run.seed,
         "tags": list(run.tags),
-        **classification_metrics(data.test.y, test_logits, "test"),
+        **test_metrics,
         "n_train": int(train_bags.sizes.sum()),
         "feature_shape": list(data.feature_shape),
         "n_bags": train_bags.n_bags,
@@ -270,5 +274,6 @@ def _run(cfg: DictConfig, run: RunSettings, run_dir: Path, log, start: float) ->
         "epochs_run": len(result.history),
         "selection": str(result.selection),
         "wall_time_s": time.perf_counter() - start,
+        "compile_s": clock.seconds(),  # this process's, by stage (a resumed run's: since it resumed)
         "provenance": provenance() | {"data_sha256": fingerprint},
     }

@@ -39,7 +39,8 @@ def git_commit() -> str | None:
 
 
 def provenance() -> dict:
-    """git commit, package versions, device kind and count, platform, host and Python version."""
+    """git commit, package versions, device kind and count, platform, host, process id (which of a packed
+    sweep's processes ran it) and Python version."""
     versions = {}
     for name in PACKAGES:
         try:
@@ -52,6 +53,7 @@ def provenance() -> dict:
         "versions": versions,
         "device": {"platform": device.platform, "kind": device.device_kind, "count": jax.device_count()},
         "host": socket.gethostname(),
+        "pid": os.getpid(),
         "python": platform.python_version(),
     }
 

@@ -109,6 +109,45 @@ def test_slurm_jobs_are_named_after_the_sweep():
     assert re.fullmatch(r"llp_\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d-\d+", default), default
 
 
+def test_the_pack_launcher_gives_each_process_its_share_of_the_gpu():
+    """hydra/launcher=pack: n_jobs processes on one GPU, each with 0.9 / n_jobs of its memory (JAX's
+    default preallocation, 0.75 in each, would stop the second); n_jobs below 1 is refused by name."""
+    pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
+    from omegaconf.errors import InterpolationResolutionError
+
+    for n_jobs, fraction in [(None, "0.45"), (4, "0.225"), (3, "0.3")]:
+        chosen = [] if n_jobs is None else [f"hydra.launcher.n_jobs={n_jobs}"]
+        hydra = compose_hydra("hydra/launcher=pack", *chosen).hydra
+        assert hydra.launcher.n_jobs == (n_jobs or 2) and hydra.launcher.prefer == "processes"
+        assert hydra.job.env_set.XLA_PYTHON_CLIENT_MEM_FRACTION == fraction
+    hydra = compose_hydra("hydra/launcher=pack", "hydra.launcher.n_jobs=-1").hydra
+    with pytest.raises(InterpolationResolutionError, match=r"hydra.launcher.n_jobs=-1: .*n_jobs=4"):
+        str(hydra.job.env_set.XLA_PYTHON_CLIENT_MEM_FRACTION)  # resolved on reading
+
+
+@pytest.mark.slow
+def test_a_packed_sweep_runs_two_jobs_at_a_time_with_the_results_of_a_sequential_one(tmp_path):
+    """Four jobs, two processes (hydra/launcher=pack): each job's metrics.json is the one the same job
+    writes in a sweep that runs them one at a time in one process (timings and process id aside)."""
+    pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
+    seeds = "seed=0,1,2,3"
+    sweep("hydra/launcher=pack", seeds, f"hydra.sweep.dir={tmp_path / 'packed'}", cwd=tmp_path)
+    sweep(seeds, f"hydra.sweep.dir={tmp_path / 'sequential'}", cwd=tmp_path)
+    packed, sequential = (
+        [json.loads(path.read_text()) for path in sorted((tmp_path / name).glob("*/metrics.json"))]
+        for name in ("packed", "sequential")
+    )
+    assert [run["seed"] for run in packed] == [run["seed"] for run in sequential] == [0, 1, 2, 3]
+    assert len({run["provenance"]["pid"] for run in sequential}) == 1
+    assert len({run["provenance"]["pid"] for run in packed}) == 2  # two worker processes shared the jobs
+
+    def result(run):
+        kept = {key: value for key, value in run.items() if key not in ("wall_time_s", "compile_s")}
+        return kept | {"provenance": {k: v for k, v in run["provenance"].items() if k != "pid"}}
+
+    assert [result(run) for run in packed] == [result(run) for run in sequential]
+
+
 def test_a_slurm_sweep_submits_jobs_named_after_it_with_its_setup_lines(tmp_path, monkeypatch):
     """A dry run: the sbatch script that the launcher would submit (a stand-in srun on PATH; map_array,
     which would call sbatch, records the script instead)."""

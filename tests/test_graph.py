@@ -6,11 +6,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import EPS32
 from sklearn.metrics import pairwise_distances
 from sklearn.neighbors import NearestNeighbors
 
+from llp_jax.compile_clock import compile_clock
 from llp_jax.graph import (
     GraphSettings,
     HnswSettings,
@@ -22,6 +25,7 @@ from llp_jax.graph import (
     pair_distances,
     symmetrise,
 )
+from llp_jax.graph.kernels import median_lengthscale
 from llp_jax.graph.knn import select_top
 
 METRICS = ["cosine", "euclidean"]
@@ -351,6 +355,40 @@ def test_median_lengthscale_and_pruning():
     np.testing.assert_array_equal(pruned.senders, np.asarray(plain.senders)[keep])
     np.testing.assert_array_equal(pruned.receivers, np.asarray(plain.receivers)[keep])
     np.testing.assert_allclose(pruned.weights, np.asarray(graph.weights)[keep])
+
+
+@pytest.mark.parametrize("size", [*range(1, 40), 1000, 1001])
+def test_the_median_lengthscale_is_jnps_median(size):
+    """Found on the host (no program per edge count), it must be the value jnp.median gives (the oracle;
+    odd and even counts, ties)."""
+    distances = np.random.default_rng(size).gamma(2.0, size=size).astype(np.float32)
+    distances[: size // 3] = distances[-1]  # ties across the middle
+    assert median_lengthscale(distances) == float(jnp.median(jnp.asarray(distances)))
+
+
+@pytest.mark.parametrize(("kernel", "weight_distance"), [("matern12", None), ("rbf", "euclidean")])
+def test_edge_work_padded_to_n_k_gives_the_unpadded_weights_and_compiles_once(kernel, weight_distance):
+    """Distances and kernel weights are computed over n * k padded edges, so that graphs of other edge
+    counts (each round's, each seed's) reuse one program; the weights are those of the unpadded
+    computation to 1 ulp (XLA's CPU exp can differ by 1 ulp between vector lanes and the loop's tail),
+    and another graph of the same n, k and d compiles nothing."""
+    settings = {"k": 6, "kernel": kernel, "weight_distance": weight_distance, "lengthscale": "median"}
+    graphs = []
+    with compile_clock() as clock:
+        for seed in (40, 41, 42):
+            compiled = clock.seconds()["total"]
+            graphs.append(graph_of(random_points(n=311, d=9, seed=seed), **settings))
+            compiled = clock.seconds()["total"] - compiled
+    assert len({graph.n_edges for graph in graphs}) == 3  # three edge counts
+    assert compiled == 0.0  # the third graph: nothing compiled
+    for seed, graph in zip((40, 41, 42), graphs, strict=True):
+        if weight_distance is not None:
+            points, senders, receivers = random_points(n=311, d=9, seed=seed), graph.senders, graph.receivers
+            unpadded = pair_distances(points, np.asarray(senders), np.asarray(receivers), weight_distance)
+            np.testing.assert_array_equal(graph.distances, unpadded)
+        lengthscale = float(jnp.median(jnp.asarray(graph.distances)))
+        expected = np.asarray(edge_weights(jnp.asarray(graph.distances), kernel, lengthscale))
+        np.testing.assert_allclose(graph.weights, expected, rtol=EPS32, atol=0)
 
 
 def test_graph_from_knn_reuses_a_search():

@@ -9,8 +9,10 @@ from flax import nnx
 from llp_jax.data.bags import Bags, random_bags
 from llp_jax.models import MLPSettings, make_encoder
 from llp_jax.train.loop import (
+    BagBatch,
     TrainInputs,
     ValInputs,
+    _adamw,
     _buckets,
     _epoch_batches,
     bucket_widths,
@@ -162,12 +164,36 @@ def _proportion_loss(model, logits, embedding, batch, weight):
     return weight * jax.numpy.mean(logits)
 
 
+def test_a_losss_array_arguments_are_traced_so_other_values_reuse_the_compiled_step():
+    """A keyword argument that is an array (EasyLLP's prior, which each seed's bags change) reaches the
+    compiled step as an argument: another value runs the same program (no compile) and takes effect."""
+    graphdef, params = nnx.split(make_encoder(MLPSettings(widths=(8,)), (3,), 0))
+    opt_state = _adamw(1e-3, 0.0).init(params)
+    x = jax.numpy.asarray(np.random.default_rng(0).normal(size=(4, 3)), jax.numpy.float32)
+    members = jax.numpy.asarray([[0, 1], [2, 3]])
+    batch = BagBatch(
+        mask=jax.numpy.ones((2, 2), bool),
+        proportions=jax.numpy.asarray([0.5, 0.5]),
+        sizes=jax.numpy.asarray([2, 2]),
+        targets=jax.numpy.zeros((2, 2)),
+    )
+    bag_index = jax.numpy.asarray([0, 1])
+    one, two = (
+        shared_step(graphdef, 1e-3, 0.0, partial(_proportion_loss, weight=np.float32(w))) for w in (1, 2)
+    )
+    assert one.func is two.func
+    loss_one = one(params, opt_state, bag_index, x, members, batch)[2]
+    loss_two = two(params, opt_state, bag_index, x, members, batch)[2]
+    assert one.func._cache_size() == 1  # one program for both weights
+    assert abs(float(loss_one)) > 1e-3 and float(loss_two) == 2 * float(loss_one)  # x2 is exact in float32
+
+
 def test_fits_alike_share_one_optimiser_step_and_others_get_their_own():
     structure = nnx.split(make_encoder(MLPSettings(widths=(8,)), (3,), 0))[0]
     again = nnx.split(make_encoder(MLPSettings(widths=(8,)), (3,), 1))[0]  # other weights, same structure
     wider = nnx.split(make_encoder(MLPSettings(widths=(16,)), (3,), 0))[0]
-    step = shared_step(structure, 1e-3, 0.0, partial(_proportion_loss, weight=1.0))
-    assert shared_step(again, 1e-3, 0.0, partial(_proportion_loss, weight=1.0)) is step
+    step = shared_step(structure, 1e-3, 0.0, partial(_proportion_loss, weight=1.0)).func  # the jitted step
+    assert shared_step(again, 1e-3, 0.0, partial(_proportion_loss, weight=1.0)).func is step
     others = [
         shared_step(wider, 1e-3, 0.0, partial(_proportion_loss, weight=1.0)),
         shared_step(structure, 1e-2, 0.0, partial(_proportion_loss, weight=1.0)),
@@ -175,6 +201,9 @@ def test_fits_alike_share_one_optimiser_step_and_others_get_their_own():
         shared_step(structure, 1e-3, 0.0, partial(_proportion_loss, weight=2.0)),
         shared_step(structure, 1e-3, 0.0, _proportion_loss),
     ]
-    assert len({id(s) for s in [step, *others]}) == 6
+    assert len({id(s) for s in [step, *(other.func for other in others)]}) == 6
     unhashable = partial(_proportion_loss, weight=[1.0])  # compiled for each fit
-    assert shared_step(structure, 1e-3, 0.0, unhashable) is not shared_step(structure, 1e-3, 0.0, unhashable)
+    assert (
+        shared_step(structure, 1e-3, 0.0, unhashable).func
+        is not shared_step(structure, 1e-3, 0.0, unhashable).func
+    )

@@ -17,6 +17,7 @@ def write_run(folder: Path, method: str, records: list[dict]) -> None:
         "seed": 2,
     }
     metrics["test_auc"], metrics["provenance"] = 0.8, {"device": {"platform": "cpu"}}
+    metrics["wall_time_s"], metrics["compile_s"] = 12.5, {"bp": 1.5, "total": 4.0}
     (folder / "metrics.json").write_text(json.dumps(metrics))
     (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
 
@@ -56,6 +57,7 @@ def test_the_script_prints_every_llp_bp_run_and_the_mean(tmp_path, capsys):
         2,
         0.8,
     )
+    assert (first["wall_time_s"], first["compile_s"]) == (12.5, {"bp": 1.5, "total": 4.0})
     assert summary == {"runs": 2, "mean_ratio": pytest.approx(0.625), "max_ratio": pytest.approx(0.75)}
 
 

@@ -34,6 +34,7 @@ from llp_jax.bp.factors import pairwise_messages
 from llp_jax.bp.problem import BPProblem, build_problem
 from llp_jax.bp.registry import BAG_FACTORS
 from llp_jax.bp.settings import BagFactorName, BPSettings, check_settings
+from llp_jax.compile_clock import compile_stage
 from llp_jax.sharding import shard_problem
 
 if TYPE_CHECKING:  # annotations only: importing llp_jax.data would load every dataset reader
@@ -131,8 +132,9 @@ def run_bp(
     COUNT_GAP_WARNING (BPResult.count_gap), naming the likely causes.
     """
     settings = BPSettings() if settings is None else settings
-    problem = build_problem(graph, bags, settings, unary, edge_capacity)
-    result = solve(problem, settings, progress)
+    with compile_stage("bp"):  # a block, not a decorator, so that the warning's stacklevel holds
+        problem = build_problem(graph, bags, settings, unary, edge_capacity)
+        result = solve(problem, settings, progress)
     if abs(float(result.count_gap)) > COUNT_GAP_WARNING:
         warnings.warn(_count_gap_causes(problem, check_settings(settings), result), CountGapWarning, 2)
     return result

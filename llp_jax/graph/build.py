@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
+from llp_jax.compile_clock import compile_stage
 from llp_jax.graph.faiss_search import HnswSettings, knn_faiss
 from llp_jax.graph.kernels import edge_weights, median_lengthscale
 from llp_jax.graph.knn import KnnResult, check_points, knn, pair_distances
@@ -78,26 +78,26 @@ def graph_from_knn(z, neighbours: KnnResult, settings: GraphSettings | None = No
             "points the neighbours were found in."
         )
     senders, receivers, distances = symmetrise(neighbours.indices, neighbours.distances)
-    if settings.weight_distance == settings.metric:
-        distances = jnp.asarray(distances)
-    else:
-        distances = pair_distances(z, senders, receivers, settings.weight_distance)
+    # Device work on the edges is padded to n * k, the most edges a kNN graph can have, and arrays go to the
+    # device by device_put: each round's and seed's graph has its own edge count, which would otherwise
+    # compile these programs again. (XLA's CPU exp may differ by 1 ulp between vector lanes and the tail.)
+    capacity = neighbours.indices.size
+    if settings.weight_distance != settings.metric:
+        distances = pair_distances(z, senders, receivers, settings.weight_distance, capacity=capacity)
+    distances = np.asarray(distances, np.float32)
     lengthscale = settings.lengthscale
     if lengthscale == "median":
         lengthscale = median_lengthscale(distances)
     if settings.prune_distance is not None:
-        keep = np.asarray(distances <= settings.prune_distance)
+        keep = distances <= settings.prune_distance
         senders, receivers, distances = senders[keep], receivers[keep], distances[keep]
-    return SimilarityGraph(
-        n_nodes=int(z.shape[0]),
-        senders=jnp.asarray(senders),
-        receivers=jnp.asarray(receivers),
-        weights=edge_weights(distances, settings.kernel, lengthscale),
-        distances=distances,
-        knn_recall=neighbours.recall,
-    )
+    padded = np.pad(distances, (0, capacity - len(distances)))
+    weights = np.asarray(edge_weights(padded, settings.kernel, lengthscale))[: len(distances)]
+    senders, receivers, weights, distances = jax.device_put((senders, receivers, weights, distances))
+    return SimilarityGraph(int(z.shape[0]), senders, receivers, weights, distances, neighbours.recall)
 
 
+@compile_stage("graph")  # its compilation counts there
 def build_graph(
     z,
     settings: GraphSettings | None = None,

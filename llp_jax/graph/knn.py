@@ -355,24 +355,27 @@ def _pair_distances_chunk(vectors: jax.Array, senders: jax.Array, receivers: jax
 
 
 def pair_distances(
-    z, senders: np.ndarray, receivers: np.ndarray, metric: str, *, chunk_size: int = 2**20
+    z, senders: np.ndarray, receivers: np.ndarray, metric: str, *, chunk_size: int = 2**20, capacity: int = 0
 ) -> jax.Array:
     """Distances between rows senders[e] and receivers[e] of z, computed directly from the vectors.
 
     z: float[n, d]; senders, receivers: int[n_pairs]; metric: "cosine" or "euclidean".
-    Pairs are processed chunk_size at a time (the last chunk padded) to bound memory.
-    Returns float32[n_pairs] (same definitions and precision as `knn`'s distances).
+    Pairs are processed chunk_size at a time (the last chunk padded) to bound memory; capacity: pad to at
+    least this many pairs, so that calls with up to capacity pairs (the graphs of a run's rounds) compile
+    one program. Returns float32[n_pairs] (same definitions and precision as `knn`'s distances).
     """
     check_metric(metric)
     z = jnp.asarray(z, jnp.float32)
     vectors = unit_rows(z) if metric == "cosine" else z
     senders, receivers = np.asarray(senders, np.int32), np.asarray(receivers, np.int32)
     n_pairs = senders.shape[0]
-    chunk = max(1, min(chunk_size, n_pairs))
-    n_pad = -n_pairs % chunk
+    padded_pairs = max(n_pairs, capacity)
+    chunk = max(1, min(chunk_size, padded_pairs))
+    n_pad = -(-padded_pairs // chunk) * chunk - n_pairs
     senders, receivers = np.pad(senders, (0, n_pad)), np.pad(receivers, (0, n_pad))
     parts = [
-        _pair_distances_chunk(vectors, senders[i : i + chunk], receivers[i : i + chunk], metric)
+        np.asarray(_pair_distances_chunk(vectors, senders[i : i + chunk], receivers[i : i + chunk], metric))
         for i in range(0, n_pairs + n_pad, chunk)
     ]
-    return jnp.concatenate(parts)[:n_pairs] if parts else jnp.zeros(0, jnp.float32)
+    # cut on the host and put back (device_put: jnp.asarray compiles a copy program for each length)
+    return jax.device_put(np.concatenate(parts)[:n_pairs]) if parts else jnp.zeros(0, jnp.float32)

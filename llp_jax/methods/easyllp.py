@@ -23,7 +23,9 @@ def fit(data, train_bags, val_bags, settings, key, log):
     TrainingDiverged, which names the targets' range."""
     prior = train_bags.positive_rate
     try:
-        return fit_with_loss(data, train_bags, val_bags, settings, key, log, partial(loss, prior=prior))
+        # an array, so the compiled step takes it as an argument: each seed's prior, one compile (shared_step)
+        fitted_loss = partial(loss, prior=np.float32(prior))
+        return fit_with_loss(data, train_bags, val_bags, settings, key, log, fitted_loss)
     except TrainingDiverged as error:
         targets = np.asarray(easyllp_targets(train_bags.proportions, train_bags.sizes, prior))
         raise TrainingDiverged(

@@ -15,6 +15,7 @@ import optax
 from flax import nnx
 from tqdm.auto import tqdm
 
+from llp_jax.compile_clock import compile_stage
 from llp_jax.data.bags import Bags
 from llp_jax.sharding import constrain_replicated, constrain_rows, replicate, shard_rows
 from llp_jax.train.checkpoints import FitCheckpoints
@@ -146,13 +147,14 @@ Step = Callable[..., tuple[nnx.State, optax.OptState, jax.Array]]
 
 
 def _make_step(graphdef, tx: optax.GradientTransformation, loss: BagLoss) -> Step:
-    """A jitted optimiser step on the bags bag_index: int32[per_batch] of one bucket, gathered on the device.
+    """A jitted optimiser step on the bags bag_index: int32[per_batch] of one bucket, gathered on the device;
+    loss_data: the loss's keyword arguments that are arrays (see `shared_step`), traced, not compiled in.
 
     Epochs loop over it on the host rather than in a lax.scan: inside XLA's CPU while loop a convolution
     ran 10x slower than the same step called on its own, and per-step dispatch costs little elsewhere.
     """
 
-    def step(params, opt_state, bag_index, x, members, batch_data: BagBatch):
+    def step(params, opt_state, bag_index, x, members, batch_data: BagBatch, loss_data: dict | None = None):
         per_batch, max_size = bag_index.shape[0], members.shape[1]
         bag_index = constrain_rows(bag_index)  # several devices: each a share of the batch's bags
         batch = jax.tree.map(lambda a: a[bag_index], batch_data)
@@ -162,7 +164,7 @@ def _make_step(graphdef, tx: optax.GradientTransformation, loss: BagLoss) -> Ste
             model = nnx.merge(graphdef, p)
             logits, embedding = model(inputs)
             embedding = embedding.reshape(per_batch, max_size, -1)
-            return loss(model, logits.reshape(per_batch, max_size), embedding, batch)
+            return loss(model, logits.reshape(per_batch, max_size), embedding, batch, **(loss_data or {}))
 
         value, grads = jax.value_and_grad(loss_of)(params)
         updates, opt_state = tx.update(grads, opt_state, params)
@@ -174,19 +176,30 @@ def _make_step(graphdef, tx: optax.GradientTransformation, loss: BagLoss) -> Ste
 
 def shared_step(graphdef, learning_rate: float, weight_decay: float, loss: BagLoss) -> Step:
     """`_make_step` with `_adamw(learning_rate, weight_decay)`, one per (encoder structure, optimiser
-    settings, loss) in a process, so that fits alike reuse one compiled step: LLP-BP's rounds compiled it
-    once per fit, ~1 s each on the CPU (6 of a bank marketing run's 20 s of compilation, 4 of them the same
-    program). A loss is the same when it is the same function, or a functools.partial of it with equal
-    arguments; one whose arguments cannot be hashed gets a step of its own."""
-    if isinstance(loss, partial):
-        identity = (loss.func, loss.args, tuple(sorted(loss.keywords.items())))
-    else:
-        identity = (loss, (), ())
+    settings, loss) in a process, so that fits alike reuse one compiled step: LLP-BP's rounds, and the
+    jobs of a sweep run in one process (Hydra's basic launcher), compile it once. A loss is the same when
+    it is the same function, or a functools.partial of it with equal arguments, where keyword arguments
+    that are arrays (numpy or JAX, e.g. np.float32(prior)) are the fit's data: traced arguments of the
+    step, so that a seed's other prior does not compile the step again; Python scalars are settings,
+    compiled in (a loss may branch on them). One whose arguments cannot be hashed gets a step of its own.
+    Returns step(params, opt_state, bag_index, x, members, batch_data)."""
+    func, args, keywords = (
+        (loss.func, loss.args, loss.keywords) if isinstance(loss, partial) else (loss, (), {})
+    )
+    loss_data = {
+        name: value
+        for name, value in keywords.items()
+        if isinstance(value, (np.ndarray, np.generic, jax.Array))
+    }
+    settings = tuple(sorted((name, value) for name, value in keywords.items() if name not in loss_data))
+    identity = (func, args, settings)
     try:
         hash(identity)
     except TypeError:  # compiled for this fit alone
-        return _cached_step.__wrapped__(graphdef, learning_rate, weight_decay, identity)
-    return _cached_step(graphdef, learning_rate, weight_decay, identity)
+        step = _cached_step.__wrapped__(graphdef, learning_rate, weight_decay, identity)
+    else:
+        step = _cached_step(graphdef, learning_rate, weight_decay, identity)
+    return partial(step, loss_data=loss_data)
 
 
 @lru_cache(maxsize=16)
@@ -306,6 +319,7 @@ def selection_scores(model: nnx.Module, val: ValInputs, settings: TrainSettings)
     return scores
 
 
+@compile_stage("train")  # its compilation counts there
 def train_encoder(
     model: nnx.Module,
     loss: BagLoss,

@@ -4,6 +4,7 @@ marginals held to the bag counts, and the warning for a round whose positives co
 from __future__ import annotations
 
 import logging
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -27,6 +28,10 @@ def pseudo_labels(marginals: np.ndarray, bags: Bags, schedule: ScheduleSettings)
     return top_k_labels(marginals, bags)
 
 
+# jitted once: called eagerly, tilt's while_loop (a closure per call) compiled again at every round
+_hard_tilt = jax.jit(partial(tilt, hard=True))
+
+
 def counts_held(marginals: np.ndarray, bags: Bags) -> np.ndarray:
     """float32[n]: the marginals float32[n] with each bag's members' log-odds shifted by one number per bag
     (llp_jax.bp.factors.tilt) so that they sum to the bag's count k_b (kept within [1/2, |b| - 1/2]); the
@@ -35,8 +40,8 @@ def counts_held(marginals: np.ndarray, bags: Bags) -> np.ndarray:
     pseudo-labels are held to when BP's miss the counts (LLP-BP's rounds)."""
     p = np.clip(marginals[bags.members].astype(np.float64), _CLIP, 1.0 - _CLIP)
     logits = jnp.asarray(np.log(p) - np.log1p(-p), jnp.float32)
-    theta = tilt(
-        logits, jnp.asarray(bags.mask), jnp.asarray(bags.counts, jnp.float32), jnp.float32(0.0), True
+    theta = _hard_tilt(
+        logits, jnp.asarray(bags.mask), jnp.asarray(bags.counts, jnp.float32), jnp.float32(0.0)
     )
     held = np.asarray(jax.nn.sigmoid(logits + theta[:, None]))
     out = marginals.astype(np.float32).copy()
