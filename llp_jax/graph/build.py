@@ -10,7 +10,7 @@ import numpy as np
 from llp_jax.compile_clock import compile_stage
 from llp_jax.graph.faiss_search import HnswSettings, knn_faiss
 from llp_jax.graph.kernels import edge_weights, median_lengthscale
-from llp_jax.graph.knn import KnnResult, check_points, knn, pair_distances
+from llp_jax.graph.knn import KnnResult, check_points, host_pair_distances, knn
 from llp_jax.graph.settings import GraphSettings, check_graph_settings
 
 
@@ -83,8 +83,7 @@ def graph_from_knn(z, neighbours: KnnResult, settings: GraphSettings | None = No
     # compile these programs again. (XLA's CPU exp may differ by 1 ulp between vector lanes and the tail.)
     capacity = neighbours.indices.size
     if settings.weight_distance != settings.metric:
-        distances = pair_distances(z, senders, receivers, settings.weight_distance, capacity=capacity)
-    distances = np.asarray(distances, np.float32)
+        distances = host_pair_distances(z, senders, receivers, settings.weight_distance, capacity=capacity)
     lengthscale = settings.lengthscale
     if lengthscale == "median":
         lengthscale = median_lengthscale(distances)

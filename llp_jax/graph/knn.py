@@ -364,6 +364,17 @@ def pair_distances(
     least this many pairs, so that calls with up to capacity pairs (the graphs of a run's rounds) compile
     one program. Returns float32[n_pairs] (same definitions and precision as `knn`'s distances).
     """
+    # put back with device_put: jnp.asarray of a host array compiles a copy program for each length
+    return jax.device_put(
+        host_pair_distances(z, senders, receivers, metric, chunk_size=chunk_size, capacity=capacity)
+    )
+
+
+def host_pair_distances(
+    z, senders: np.ndarray, receivers: np.ndarray, metric: str, *, chunk_size: int = 2**20, capacity: int = 0
+) -> np.ndarray:
+    """`pair_distances` as a host array (computed on the device, cut to n_pairs on the host: a device
+    slice of each length would be a program of its own), for callers that go on on the host."""
     check_metric(metric)
     z = jnp.asarray(z, jnp.float32)
     vectors = unit_rows(z) if metric == "cosine" else z
@@ -377,5 +388,4 @@ def pair_distances(
         np.asarray(_pair_distances_chunk(vectors, senders[i : i + chunk], receivers[i : i + chunk], metric))
         for i in range(0, n_pairs + n_pad, chunk)
     ]
-    # cut on the host and put back (device_put: jnp.asarray compiles a copy program for each length)
-    return jax.device_put(np.concatenate(parts)[:n_pairs]) if parts else jnp.zeros(0, jnp.float32)
+    return np.concatenate(parts)[:n_pairs] if parts else np.zeros(0, np.float32)
