@@ -182,22 +182,31 @@ def solve(problem: BPProblem, settings: BPSettings | None = None, progress: bool
     problem = shard_problem(problem)  # several devices: edges and whole bags split over them
     static, numbers = _split_settings(settings, problem)
     state = _initial_state(problem, settings.max_iters)
-    if not progress:
-        state = _advance(problem, numbers, state, settings.max_iters, static)
-    else:
-        chunk = math.ceil(settings.max_iters / _PROGRESS_CHUNKS)
-        with tqdm(total=settings.max_iters, desc="BP iterations", unit="it") as bar:
-            while int(state.it) < settings.max_iters:
-                steps = min(chunk, settings.max_iters - int(state.it))
-                before = int(state.it)
-                state = _advance(problem, numbers, state, steps, static)
-                bar.update(int(state.it) - before)
-                bar.set_postfix(
-                    delta=f"{float(state.last_delta):.2e}", dp=f"{float(state.last_marginal_delta):.2e}"
-                )
-                if settings.early_stop and bool(_stopped(state, numbers)):
-                    break
+    state = iterate(problem, numbers, state, static, _step, progress)
     return _result(problem, numbers, state, static)
+
+
+def iterate(problem, numbers: _Numbers, state, static, step, progress: bool):
+    """Run `step(problem, numbers, static, state) -> state` up to static.max_iters times in one compiled
+    loop (until `_stopped` when static.early_stop), or with `progress` in _PROGRESS_CHUNKS chunks under a
+    tqdm bar. Shared by the binary engine and the K-state one (llp_jax/bp/potts.py): `problem` is any
+    pytree of arrays, `state` any pytree with the fields of `_State` that `_stopped` reads (it,
+    last_delta, last_marginal_delta), `static` hashable with early_stop and max_iters."""
+    if not progress:
+        return _advance(problem, numbers, state, static.max_iters, static, step)
+    chunk = math.ceil(static.max_iters / _PROGRESS_CHUNKS)
+    with tqdm(total=static.max_iters, desc="BP iterations", unit="it") as bar:
+        while int(state.it) < static.max_iters:
+            steps = min(chunk, static.max_iters - int(state.it))
+            before = int(state.it)
+            state = _advance(problem, numbers, state, steps, static, step)
+            bar.update(int(state.it) - before)
+            bar.set_postfix(
+                delta=f"{float(state.last_delta):.2e}", dp=f"{float(state.last_marginal_delta):.2e}"
+            )
+            if static.early_stop and bool(_stopped(state, numbers)):
+                break
+    return state
 
 
 def _split_settings(settings: BPSettings, problem: BPProblem) -> tuple[_Static, _Numbers]:
@@ -297,22 +306,20 @@ def _step(problem: BPProblem, numbers: _Numbers, static: _Static, state: _State)
     )
 
 
-def _advance_impl(
-    problem: BPProblem, numbers: _Numbers, state: _State, steps: int, static: _Static
-) -> _State:
-    """Run `steps` iterations (fewer if early_stop and `_stopped`)."""
+def _advance_impl(problem, numbers: _Numbers, state, steps: int, static, step):
+    """Run `steps` iterations of `step` (fewer if static.early_stop and `_stopped`)."""
     if not static.early_stop:
-        state, _ = jax.lax.scan(lambda s, _: (_step(problem, numbers, static, s), None), state, length=steps)
+        state, _ = jax.lax.scan(lambda s, _: (step(problem, numbers, static, s), None), state, length=steps)
         return state
     stop = state.it + steps
     return jax.lax.while_loop(
         lambda s: (s.it < stop) & ~_stopped(s, numbers),
-        lambda s: _step(problem, numbers, static, s),
+        lambda s: step(problem, numbers, static, s),
         state,
     )
 
 
-_advance = jax.jit(_advance_impl, static_argnums=(3, 4))
+_advance = jax.jit(_advance_impl, static_argnums=(3, 4, 5))
 
 
 def _result_impl(problem: BPProblem, numbers: _Numbers, state: _State, static: _Static) -> BPResult:

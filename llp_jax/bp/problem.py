@@ -62,7 +62,12 @@ def build_problem(
     graphs up to edge_capacity edges (e.g. n k for any kNN graph of n points) give problems of one shape,
     which one compiled loop serves."""
     settings = check_settings(settings)
-    n_nodes, senders, receivers, weights = _check_edges(graph)
+    if settings.joint_counts:
+        raise ValueError(
+            "bp.joint_counts=true is for K-class count vectors (run_potts_bp); binary counts already get the "
+            "exact factor from bag_factor='count'. Set joint_counts=false."
+        )
+    n_nodes, senders, receivers, weights = check_edges(graph)
     members, mask, counts = _check_bags(n_nodes, bags, settings.hard_counts)
     field = np.zeros(n_nodes, np.float64)
     if unary is not None:
@@ -102,7 +107,7 @@ def build_problem(
     )
 
 
-def _check_edges(graph: SimilarityGraph) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
+def check_edges(graph: SimilarityGraph) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
     """n_nodes, and the edges as int64, int64 and float64 host arrays."""
     n_nodes = graph.n_nodes
     if not (isinstance(n_nodes, int | np.integer) and n_nodes >= 1):
@@ -137,15 +142,39 @@ def _check_bags(n_nodes: int, bags: Bags | None, hard: bool) -> tuple[np.ndarray
     sizes come from the mask."""
     if bags is None:
         return np.zeros((0, 0), np.int64), np.zeros((0, 0), bool), np.zeros(0, np.float64)
+    members, mask = check_bag_members(n_nodes, bags)
+    sizes = mask.sum(axis=1)
+    counts = np.asarray(bags.counts, np.float64)
+    if counts.shape != members.shape[:1]:
+        raise ValueError(
+            f"bags.members {members.shape}, bags.counts {counts.shape}; expected int32[n_bags, max_size] "
+            "and float32[n_bags] (K-class count vectors go to llp_jax.bp.run_potts_bp)."
+        )
+    bad = np.flatnonzero(~np.isfinite(counts) | (counts < 0) | (counts > sizes))
+    if bad.size:
+        b = bad[0]
+        raise ValueError(f"bags.counts[{b}]={counts[b]} is outside [0, size={sizes[b]}] of bag {b}.")
+    if hard and np.any(counts != np.round(counts)):
+        b = np.flatnonzero(counts != np.round(counts))[0]
+        raise ValueError(
+            f"hard_counts=True needs integer counts, but bags.counts[{b}]={counts[b]}; round the counts or "
+            "use soft counts (hard_counts=False)."
+        )
+    return members, mask, counts
+
+
+def check_bag_members(n_nodes: int, bags: Bags) -> tuple[np.ndarray, np.ndarray]:
+    """members int64[n_bags, width] and mask bool[n_bags, width] of `bags` (which must also have counts),
+    checked: node indices in range, no empty bag, no node in two slots. Raises ValueError naming the first
+    fault."""
     for name in ("members", "mask", "counts"):
         if getattr(bags, name) is None:
             raise ValueError(f"bags.{name} is None; pass bags with members, mask and counts, or bags=None.")
     members, mask = np.asarray(bags.members), np.asarray(bags.mask)
-    counts = np.asarray(bags.counts, np.float64)
-    if members.ndim != 2 or mask.shape != members.shape or counts.shape != members.shape[:1]:
+    if members.ndim != 2 or mask.shape != members.shape:
         raise ValueError(
-            f"bags.members {members.shape}, bags.mask {mask.shape}, bags.counts {counts.shape}; expected "
-            "int32[n_bags, max_size], bool[n_bags, max_size], float32[n_bags]."
+            f"bags.members {members.shape}, bags.mask {mask.shape}; expected int32[n_bags, max_size] and "
+            "bool[n_bags, max_size]."
         )
     if members.size and not np.issubdtype(members.dtype, np.integer):
         raise ValueError(f"bags.members has dtype {members.dtype}; expected integer node indices.")
@@ -160,14 +189,4 @@ def _check_bags(n_nodes: int, bags: Bags | None, hard: bool) -> tuple[np.ndarray
     repeated = np.flatnonzero(np.bincount(real, minlength=n_nodes) > 1)
     if repeated.size:
         raise ValueError(f"node {repeated[0]} is in more than one bag slot; bags must be disjoint.")
-    bad = np.flatnonzero(~np.isfinite(counts) | (counts < 0) | (counts > sizes))
-    if bad.size:
-        b = bad[0]
-        raise ValueError(f"bags.counts[{b}]={counts[b]} is outside [0, size={sizes[b]}] of bag {b}.")
-    if hard and np.any(counts != np.round(counts)):
-        b = np.flatnonzero(counts != np.round(counts))[0]
-        raise ValueError(
-            f"hard_counts=True needs integer counts, but bags.counts[{b}]={counts[b]}; round the counts or "
-            "use soft counts (hard_counts=False)."
-        )
-    return members.astype(np.int64), mask, counts
+    return members.astype(np.int64), mask

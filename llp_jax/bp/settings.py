@@ -33,6 +33,9 @@ class BPSettings(NamedTuple):
     marginals within 1.5e-4 to 1.3e-3 on average of those at 300 (100 iterations: 5.6e-6 to 1.2e-3).
 
     temperature: 1 = sum-product, 0 = max-product, other T > 0 = sum-product on p^(1/T).
+    joint_counts: K-class data only (`llp_jax.bp.run_potts_bp`): the exact factor of each bag's whole
+    count vector (hard counts, small bags) instead of one `bag_factor` per class; the binary engine
+    refuses it, its count factor being that exact factor already.
     """
 
     lambda_s: float = 10.0
@@ -45,6 +48,7 @@ class BPSettings(NamedTuple):
     marginal_tol: float = 1e-5
     early_stop: bool = True
     temperature: float = 1.0
+    joint_counts: bool = False
 
 
 def check_settings(settings: BPSettings) -> BPSettings:
