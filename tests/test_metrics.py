@@ -1,9 +1,17 @@
 import numpy as np
 import pytest
-from sklearn.metrics import accuracy_score, roc_auc_score
+from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
+from sklearn.metrics import confusion_matrix as sklearn_confusion_matrix
 from sklearn.metrics import log_loss as sklearn_log_loss
 
-from llp_jax.train.metrics import accuracy, classification_metrics, log_loss, roc_auc
+from llp_jax.train.metrics import (
+    accuracy,
+    classification_metrics,
+    confusion_matrix,
+    log_loss,
+    multiclass_metrics,
+    roc_auc,
+)
 
 
 @pytest.mark.parametrize("ties", [False, True])
@@ -63,3 +71,91 @@ def test_a_certain_wrong_prediction_costs_minus_log_eps_not_infinity():
     assert got == pytest.approx((-2.0 * np.log(eps) - np.log1p(-eps)) / 3.0, rel=1e-8)
     clipped = np.clip(1.0 / (1.0 + np.exp(-logits)), eps, 1.0 - eps)
     assert got == pytest.approx(sklearn_log_loss(labels, clipped), rel=1e-9)
+
+
+# ----------------------------------------------------------------------------------------------------
+# K classes
+
+
+def _multiclass_data(n_classes, n, seed):
+    """labels int[n] in 0..K-1 and float64 softmax probabilities [n, K] that lean towards the label."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, n_classes, n)
+    logits = rng.normal(size=(n, n_classes)) + 1.5 * np.eye(n_classes)[labels]
+    probabilities = np.exp(logits - np.logaddexp.reduce(logits, axis=1, keepdims=True))
+    return labels, probabilities
+
+
+def test_multiclass_metrics_match_sklearn():
+    labels, probabilities = _multiclass_data(4, 400, seed=2)
+    predictions = probabilities.argmax(axis=1)
+    metrics = multiclass_metrics(labels, probabilities, "test")
+    assert set(metrics) == {"test_accuracy", "test_macro_f1", "test_macro_auc", "test_log_loss"}
+    assert metrics["test_accuracy"] == pytest.approx(accuracy_score(labels, predictions), abs=1e-12)
+    assert metrics["test_macro_f1"] == pytest.approx(
+        f1_score(labels, predictions, average="macro"), abs=1e-12
+    )
+    want_auc = roc_auc_score(labels, probabilities, multi_class="ovr", average="macro")
+    assert metrics["test_macro_auc"] == pytest.approx(want_auc, abs=1e-12)
+    want_loss = sklearn_log_loss(labels, probabilities, labels=range(4))
+    assert metrics["test_log_loss"] == pytest.approx(want_loss, rel=1e-9)
+    np.testing.assert_array_equal(
+        confusion_matrix(labels, predictions, 4),
+        sklearn_confusion_matrix(labels, predictions, labels=range(4)),
+    )
+
+
+def test_classes_absent_from_the_labels_or_the_predictions():
+    """Class 4 never occurs (labels nor argmax): out of the macro F1, as in sklearn. Class 3 is predicted
+    but never true: in the macro F1 (F1 0, as sklearn with zero_division=0), out of the macro AUC (NaN
+    one-vs-rest), which is the mean of sklearn's binary AUCs of classes 0..2."""
+    labels, probabilities = _multiclass_data(3, 200, seed=3)
+    probabilities = np.concatenate([probabilities, np.zeros((200, 2))], axis=1)
+    probabilities[:5] = [0.0, 0.0, 0.0, 1.0, 0.0]  # predicted class 3
+    predictions = probabilities.argmax(axis=1)
+    metrics = multiclass_metrics(labels, probabilities, "val")
+    want_f1 = f1_score(labels, predictions, average="macro", zero_division=0)
+    assert metrics["val_macro_f1"] == pytest.approx(want_f1, abs=1e-12)
+    want_auc = np.mean([roc_auc_score(labels == c, probabilities[:, c]) for c in range(3)])
+    assert metrics["val_macro_auc"] == pytest.approx(want_auc, abs=1e-12)
+    assert confusion_matrix(labels, predictions, 5)[:, 3].sum() == 5
+
+
+def test_one_class_present_has_no_auc_and_a_certain_miss_costs_minus_log_eps():
+    labels = np.array([2, 2])
+    probabilities = np.array([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]])
+    metrics = multiclass_metrics(labels, probabilities, "test")
+    assert np.isnan(metrics["test_macro_auc"])
+    assert metrics["test_accuracy"] == 0.5
+    eps = 1e-7
+    assert metrics["test_log_loss"] == pytest.approx(-(np.log1p(-eps) + np.log(eps)) / 2.0, rel=1e-12)
+
+
+def test_two_classes_log_loss_is_the_binary_one():
+    labels, probabilities = _multiclass_data(2, 300, seed=4)
+    metrics = multiclass_metrics(labels, probabilities, "test")
+    assert metrics["test_log_loss"] == pytest.approx(log_loss(labels, probabilities[:, 1]), rel=1e-12)
+    assert metrics["test_macro_auc"] == pytest.approx(roc_auc(labels, probabilities[:, 1]), abs=1e-12)
+
+
+@pytest.mark.parametrize(
+    "labels, probabilities, match",
+    [
+        ([0, 1], [0.5, 0.5], r"must be \[n, K\] with n = 2 labels; got shape \(2,\)"),
+        ([0, 1, 1], [[0.5, 0.5], [0.5, 0.5]], r"n = 3 labels; got shape \(2, 2\)"),
+        ([0, 3], [[0.5, 0.5, 0.0], [0.2, 0.3, 0.5]], "labels must be classes 0..2; got 3 at index 1"),
+        ([-1, 0], [[0.5, 0.5], [0.5, 0.5]], "labels must be classes 0..1; got -1 at index 0"),
+        ([0, 1], [[0.5, np.nan], [0.5, 0.5]], "1 probabilities are NaN or infinite"),
+        ([], np.zeros((0, 2)), "no labels"),
+    ],
+)
+def test_multiclass_bad_input_names_the_problem(labels, probabilities, match):
+    with pytest.raises(ValueError, match=match):
+        multiclass_metrics(np.array(labels), np.array(probabilities), "test")
+
+
+def test_confusion_matrix_bad_input_names_the_problem():
+    with pytest.raises(ValueError, match="predictions must be classes 0..2; got 5 at index 2"):
+        confusion_matrix(np.array([0, 1, 2]), np.array([0, 1, 5]), 3)
+    with pytest.raises(ValueError, match="3 labels but 2 predictions"):
+        confusion_matrix(np.array([0, 1, 2]), np.array([0, 1]), 3)

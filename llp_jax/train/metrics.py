@@ -1,4 +1,4 @@
-"""Instance-level test metrics on host arrays: AUC, accuracy at 0.5 and log loss."""
+"""Instance-level test metrics on host arrays: AUC, accuracy at 0.5 and log loss; their K-class forms."""
 
 from __future__ import annotations
 
@@ -54,4 +54,70 @@ def classification_metrics(labels: np.ndarray, logits: np.ndarray, prefix: str) 
         f"{prefix}_auc": roc_auc(labels, logits),
         f"{prefix}_accuracy": accuracy(labels, probabilities),
         f"{prefix}_log_loss": log_loss(labels, probabilities),
+    }
+
+
+def _check_multiclass(labels: np.ndarray, probabilities: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """labels int[n] in 0..K-1 and probabilities float[n, K], checked; as int64 and float64."""
+    labels = np.asarray(labels).reshape(-1)
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    if probabilities.ndim != 2 or probabilities.shape[0] != labels.size:
+        raise ValueError(
+            f"probabilities must be [n, K] with n = {labels.size} labels; got shape {probabilities.shape}"
+        )
+    if labels.size == 0:
+        raise ValueError("no labels: the metrics need at least one instance")
+    if not np.all(np.isfinite(probabilities)):
+        count = np.sum(~np.isfinite(probabilities))
+        raise ValueError(f"{count} probabilities are NaN or infinite; check the model output")
+    _check_classes(labels, probabilities.shape[1], "labels")
+    return labels.astype(np.int64), probabilities
+
+
+def _check_classes(values: np.ndarray, n_classes: int, name: str) -> None:
+    outside = ~np.isin(values, np.arange(n_classes))
+    if outside.any():
+        raise ValueError(
+            f"{name} must be classes 0..{n_classes - 1}; got {values[outside][0]} at index "
+            f"{int(np.flatnonzero(outside)[0])}"
+        )
+
+
+def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, n_classes: int) -> np.ndarray:
+    """int64[K, K]: entry [a, b] counts the instances of true class a predicted as b.
+    labels, predictions: int[n] in 0..K-1."""
+    labels, predictions = np.asarray(labels).reshape(-1), np.asarray(predictions).reshape(-1)
+    if labels.shape != predictions.shape:
+        raise ValueError(f"{labels.size} labels but {predictions.size} predictions; they must match")
+    _check_classes(labels, n_classes, "labels")
+    _check_classes(predictions, n_classes, "predictions")
+    flat = labels.astype(np.int64) * n_classes + predictions.astype(np.int64)
+    return np.bincount(flat, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
+
+
+def multiclass_metrics(
+    labels: np.ndarray, probabilities: np.ndarray, prefix: str, eps: float = 1e-7
+) -> dict[str, float]:
+    """{prefix_accuracy, prefix_macro_f1, prefix_macro_auc, prefix_log_loss} of K-class predictions.
+
+    accuracy: of the argmax (the first class on a tie). macro_f1: the mean F1 over the classes that occur
+    among the labels or the predictions (scikit-learn's default). macro_auc: the mean one-vs-rest
+    `roc_auc` of P(class c) over the classes present with some other class present too (NaN when fewer
+    than two classes are). log_loss: the mean -log P(true class), clipped to [eps, 1 - eps] as `log_loss`.
+    labels: int[n] in 0..K-1; probabilities: float[n, K].
+    """
+    labels, probabilities = _check_multiclass(labels, probabilities)
+    n_classes = probabilities.shape[1]
+    matrix = confusion_matrix(labels, probabilities.argmax(axis=1), n_classes)
+    hits = np.diag(matrix)
+    f1_denominator = matrix.sum(axis=0) + matrix.sum(axis=1)  # 2 TP + FP + FN
+    occurring = f1_denominator > 0
+    present = [c for c in range(n_classes) if 0 < np.sum(labels == c) < labels.size]
+    aucs = [roc_auc((labels == c).astype(np.int64), probabilities[:, c]) for c in present]
+    truth = np.clip(probabilities[np.arange(labels.size), labels], eps, 1.0 - eps)
+    return {
+        f"{prefix}_accuracy": float(hits.sum() / labels.size),
+        f"{prefix}_macro_f1": float(np.mean(2.0 * hits[occurring] / f1_denominator[occurring])),
+        f"{prefix}_macro_auc": float(np.mean(aucs)) if aucs else float("nan"),
+        f"{prefix}_log_loss": float(-np.mean(np.log(truth))),
     }
