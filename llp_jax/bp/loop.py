@@ -294,10 +294,16 @@ def _step(problem: BPProblem, numbers: _Numbers, static: _Static, state: _State)
     new_beliefs = _beliefs(problem, pair, bag)
     change = _tempered_marginals(new_beliefs, numbers, static) - _tempered_marginals(beliefs, numbers, static)
     marginal_delta = jnp.mean(jnp.abs(change))
+    return _next_state(state, pair, bag, new_beliefs, delta, marginal_delta)
+
+
+def _next_state(state: _State, pair, bag, beliefs, delta: jax.Array, marginal_delta: jax.Array) -> _State:
+    """The state after one iteration of either engine: its messages and beliefs, the iteration counted,
+    its largest message change and mean marginal change recorded."""
     return _State(
         pair,
         bag,
-        new_beliefs,
+        beliefs,
         state.it + 1,
         state.deltas.at[state.it].set(delta),
         state.marginal_deltas.at[state.it].set(marginal_delta),

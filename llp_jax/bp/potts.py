@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from llp_jax.bp.loop import _CHUNK_FLOATS, _FORCING_MARGIN, _Numbers, _State, _stopped, iterate
+from llp_jax.bp.loop import _CHUNK_FLOATS, _FORCING_MARGIN, _next_state, _Numbers, _State, _stopped, iterate
 from llp_jax.bp.potts_factors import (
     JointLayout,
     class_indicator_cavities,
@@ -346,16 +346,7 @@ def _step(problem: PottsProblem, numbers: _Numbers, static: _PottsStatic, state:
         state.beliefs, numbers, static
     )
     marginal_delta = jnp.mean(0.5 * jnp.sum(jnp.abs(change), axis=-1))
-    return _State(
-        pair,
-        bag,
-        beliefs,
-        state.it + 1,
-        state.deltas.at[state.it].set(delta),
-        state.marginal_deltas.at[state.it].set(marginal_delta),
-        delta,
-        marginal_delta,
-    )
+    return _next_state(state, pair, bag, beliefs, delta, marginal_delta)
 
 
 def _result_impl(
