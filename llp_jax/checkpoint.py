@@ -18,12 +18,13 @@ METADATA_FILE = "encoder.json"
 
 def save_encoder(model: Encoder, run_dir: str | Path) -> Path:
     """Write the encoder's state to run_dir/encoder (an orbax checkpoint) and its model name, settings and
-    feature_shape to run_dir/encoder.json; returns the checkpoint's path."""
+    feature_shape and n_classes to run_dir/encoder.json; returns the checkpoint's path."""
     run_dir = Path(run_dir).resolve()
     metadata = {
         "model": model_name(model.settings),
         "settings": model.settings._asdict(),
         "feature_shape": list(model.feature_shape),
+        "n_classes": model.n_classes,
     }
     (run_dir / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
     checkpointer = orbax_checkpoint().StandardCheckpointer(multiprocessing_options=process_local())
@@ -44,7 +45,9 @@ def load_encoder(run_dir: str | Path) -> Encoder:
     metadata = json.loads((run_dir / METADATA_FILE).read_text())
     settings = MODELS[metadata["model"]].settings(**metadata["settings"])
     # Shapes only: the restored state replaces every parameter.
-    abstract = nnx.eval_shape(lambda: make_encoder(settings, metadata["feature_shape"], rngs=0))
+    # n_classes: 2 for encoders saved before K-class heads
+    shape, n_classes = metadata["feature_shape"], metadata.get("n_classes", 2)
+    abstract = nnx.eval_shape(lambda: make_encoder(settings, shape, rngs=0, n_classes=n_classes))
     graphdef, abstract_state = nnx.split(abstract)
     state = orbax_checkpoint().StandardCheckpointer().restore(run_dir / CHECKPOINT_DIR, abstract_state)
     return nnx.merge(graphdef, state)

@@ -83,6 +83,23 @@ CRITERIA = {
 }
 
 
+# The test metrics a summary line shows, binary runs' and K-class runs' (llp_jax.train.metrics).
+TEST_METRIC_NAMES = {
+    "test_auc": "test AUC",
+    "test_macro_auc": "test macro AUC",
+    "test_accuracy": "accuracy",
+    "test_macro_f1": "macro-F1",
+    "test_log_loss": "log loss",
+}
+
+
+def _test_metrics_text(summary: dict) -> str:
+    """ "test AUC 0.8123, accuracy 0.9000, log loss 0.3000" of the test metrics the summary holds."""
+    return ", ".join(
+        f"{name} {summary[key]:.4f}" for key, name in TEST_METRIC_NAMES.items() if key in summary
+    )
+
+
 def summary_text(summary: dict, run_dir: Path) -> str:
     """The end of a run, for a reader new to it, in three or four lines: what ran and where its results
     are; the test metrics and what they are computed on; the validation criterion (selection_loss, the one
@@ -92,8 +109,7 @@ def summary_text(summary: dict, run_dir: Path) -> str:
     lines = [
         f"{summary['method']} on {summary['dataset']}, bag size {summary['bag_size']}, seed "
         f"{summary['seed']}: finished in {summary['wall_time_s']:.1f} s -> {run_dir / 'metrics.json'}",
-        f"  test AUC {summary['test_auc']:.4f}, accuracy {summary['test_accuracy']:.4f}, log loss "
-        f"{summary['test_log_loss']:.4f} (instance labels of the test split, used for nothing else)",
+        f"  {_test_metrics_text(summary)} (instance labels of the test split, used for nothing else)",
         f"  selection_loss {summary['selection_loss']:.4f} = {key} ({meaning}, of the returned model): what "
         "model selection and a sweeper minimise; lower is better",
     ]

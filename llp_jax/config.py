@@ -58,6 +58,7 @@ class SyntheticConfig(DatasetConfig):
     positive_rate: float = 0.3
     n_clusters: int = 32
     cluster_std: float = 1.0
+    n_classes: int = 2  # > 2: the K-class generator (positive_rate then ignored)
 
 
 @dataclass
@@ -80,6 +81,7 @@ class FashionMnistConfig(DatasetConfig):
     positive_classes: list[int] = field(default_factory=lambda: [0, 2, 4, 6])
     val_fraction: float = 0.1
     positive_rate: float | None = None
+    classes: str = "binary"  # or "all": the 10-class task
 
 
 @dataclass
@@ -93,6 +95,8 @@ class FilesConfig(DatasetConfig):
     bag_id_column: str = "bag_id"
     count_column: str | None = "count"
     proportion_column: str | None = None
+    count_columns: list[str] | None = None  # K-class, wide: one count column per class, in class order
+    class_column: str | None = None  # K-class, long: rows (bag id, class, count_column)
     label_column: str = "label"
     feature_columns: list[str] | None = None
     categorical_columns: list[str] = field(default_factory=list)

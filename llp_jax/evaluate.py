@@ -8,7 +8,8 @@ Reads the run's config_resolved.yaml, loads its data as the run did (the same sp
 `key=value` arguments change settings of that config first, e.g. another dataset.data_dir, or another
 dataset.test_path for the files dataset) and its encoder (llp_jax.checkpoint.load_encoder), and prints
 one JSON object: the run folder, the split and its rows, and <split>_auc, <split>_accuracy and
-<split>_log_loss, which on the test split equal the run's metrics.json. Nothing is written into the
+<split>_log_loss (K classes: _accuracy, _macro_f1, _macro_auc, _log_loss), which on the test split equal the
+run's metrics.json. Nothing is written into the
 run folder.
 
 A folder without a saved encoder (a failed or unfinished run, a sweep folder, any other folder) ends the
@@ -67,7 +68,8 @@ def evaluate(
 ) -> dict:
     """The metrics of the encoder saved in run_dir on `split` (train, val or test) of the run's data,
     loaded as the run loaded it after `overrides` (key=value) change its config: {run, split, n,
-    positive_rate, <split>_auc, <split>_accuracy, <split>_log_loss}."""
+    positive_rate, <split>_auc, <split>_accuracy, <split>_log_loss}; for a K-class encoder class_rates and
+    <split>_accuracy, _macro_f1, _macro_auc and _log_loss (llp_jax.train.metrics.multiclass_metrics)."""
     run_dir = Path(run_dir)
     if split not in SPLITS:
         raise ValueError(f"split={split!r}; choose one of {SPLITS}")
@@ -99,9 +101,19 @@ def evaluate(
         "seed": run.seed,
         "split": split,
         "n": int(len(data.y)),
-        "positive_rate": float(np.mean(data.y)),
+        # K classes: the rate of each class
+        **(
+            {"positive_rate": float(np.mean(data.y))}
+            if logits.ndim == 1
+            else {"class_rates": _rates(data.y, logits)}
+        ),
         **classification_metrics(data.y, logits, split),
     }
+
+
+def _rates(labels: np.ndarray, logits: np.ndarray) -> list[float]:
+    """The share of each of the K classes (logits float[n, K]) among labels int[n]."""
+    return (np.bincount(labels, minlength=logits.shape[1]) / len(labels)).tolist()
 
 
 def main(argv: list[str] | None = None) -> None:

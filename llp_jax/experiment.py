@@ -18,11 +18,12 @@ from llp_jax.checkpoint import save_encoder
 from llp_jax.compile_clock import CompileClock, compile_clock, compile_stage
 from llp_jax.config import RunSettings, resolve
 from llp_jax.data import load_dataset, make_bags
-from llp_jax.data.bags import Bags, check_bags_learnable
+from llp_jax.data.bags import Bags, check_bags_learnable, check_classes_present
 from llp_jax.data.dataset import Dataset
 from llp_jax.data.paths import recording_files
 from llp_jax.degenerate import strict_setups
 from llp_jax.methods import METHODS
+from llp_jax.methods.registry import check_method_classes
 from llp_jax.preemption import preemption_signals
 from llp_jax.provenance import check_same_data, data_fingerprint, provenance, record_data_fingerprint
 from llp_jax.sharding import check_accelerator, use_devices
@@ -79,11 +80,18 @@ def use_compilation_cache(folder: str | None) -> None:
 
 def build_bags(data: Dataset, run: RunSettings) -> tuple[Bags, Bags]:
     """(train_bags, val_bags) by run.bagging, from the streams "train_bags" and "val_bags" of the seed;
-    validation bags are built like training bags."""
-    train = make_bags(
-        data.train, run.bagging, stream_seed(run.seed, "train_bags"), data.given_counts.get("train")
+    validation bags are built like training bags, with the data's classes (counts float32[n_bags, K] for
+    K > 2)."""
+    train, val = (
+        make_bags(
+            getattr(data, split),
+            run.bagging,
+            stream_seed(run.seed, f"{split}_bags"),
+            data.given_counts.get(split),
+            n_classes=data.n_classes,
+        )
+        for split in ("train", "val")
     )
-    val = make_bags(data.val, run.bagging, stream_seed(run.seed, "val_bags"), data.given_counts.get("val"))
     return train, val
 
 
@@ -199,14 +207,17 @@ def load_data(run: RunSettings) -> Dataset:
 
 def load_inputs(run: RunSettings) -> tuple[Dataset, Bags, Bags]:
     """The run's dataset and its (train_bags, val_bags), every input checked before anything trains: the
-    loader checks its files and features (llp_jax.data), the test split must hold both classes, the
-    bags must fit the data (make_bags) and the method's settings the data (FitSettings.check_data).
+    loader checks its files and features (llp_jax.data), the test split must hold two classes or more, the
+    bags must fit the data (make_bags), the method must take its number of classes, every class must be in
+    some training bag (K > 2) and the method's settings must fit the data (FitSettings.check_data).
     Degenerate setups warn (llp_jax.degenerate: one training bag, bags of one class, a categorical
     column of very many levels), or fail under strict=true."""
     with strict_setups(run.strict):
         data = load_data(run)
         _check_test_labels(data.test.y)
         train_bags, val_bags = build_bags(data, run)
+        check_method_classes(run.method_name, data.n_classes)
+        check_classes_present(train_bags, "train")
         run.method.check_data(data, train_bags)
         check_bags_learnable(train_bags, "train")
     return data, train_bags, val_bags
@@ -214,12 +225,13 @@ def load_inputs(run: RunSettings) -> tuple[Dataset, Bags, Bags]:
 
 def _check_test_labels(labels: np.ndarray) -> None:
     """ValueError before any training when the test labels (int[n]) hold fewer than two classes: the
-    test AUC would be undefined."""
+    test AUC (K classes: every one-vs-rest AUC) would be undefined."""
     classes = np.unique(labels)
     if len(classes) < 2:
         raise ValueError(
             f"the test split has {len(classes)} class(es) ({len(labels)} rows, labels {classes.tolist()}): "
-            "its AUC is undefined; use a test set with both positive and negative rows"
+            "its AUC is undefined; use a test set with both positive and negative rows (K classes: rows of "
+            "two classes or more)"
         )
 
 

@@ -60,6 +60,17 @@ def bags_table(counts: dict[int, int]) -> str:
 
 
 BAG_SIZES = TRAIN_FRAME.groupby("bag_id").size().to_dict()
+CLASS_COUNTS = ("dataset.count_columns=[n0,n1,n2]",)  # a wide K-class bag table, one column per class
+
+
+def class_table(**changed: list[int]) -> str:
+    """A wide bag table of 3 classes: each bag's rows in class 0 but one in class 1 (class 2 in bags 15
+    and 16), with the counts of the bags `changed` (bag id as b<id> -> counts) replaced."""
+    rows = {bag: [size - 1, 0, 1] if bag in (15, 16) else [size - 1, 1, 0] for bag, size in BAG_SIZES.items()}
+    rows.update({int(name[1:]): counts for name, counts in changed.items()})
+    return "bag_id,n0,n1,n2\n" + "".join(f"{bag},{','.join(map(str, c))}\n" for bag, c in rows.items())
+
+
 NON_FINITE = (
     r"split has 1 row\(s\) with NaN or infinite features, the first is row {} of the split; remove or impute"
 )
@@ -398,6 +409,46 @@ CASES = {
         r"bags.csv does not fit its data table: .* e.g. bag 12: count -1.0 for 2 rows",
         stage="load",
         edits={"bags.csv": ("12,1", "12,-1")},
+    ),
+    "files-class-forms": Case(
+        files(*CLASS_COUNTS, "dataset.class_column=class"),
+        ValueError,
+        r"dataset.count_columns=\['n0', 'n1', 'n2'\] and dataset.class_column='class' are two forms of "
+        r"K-class bag table; set one of them",
+        stage="load",
+        edits={"bags.csv": class_table()},
+    ),
+    "files-class-counts-sum": Case(
+        files(*CLASS_COUNTS),
+        ValueError,
+        r"bags.csv does not fit its data table: 1 bag\(s\) have class counts that do not sum to the bag "
+        r"size, e.g. bag 13: counts \[1.0, 1.0, 1.0\] sum to 3 for 4 rows",
+        stage="load",
+        edits={"bags.csv": class_table(b13=[1, 1, 1])},
+    ),
+    "files-class-count-negative": Case(
+        files(*CLASS_COUNTS),
+        ValueError,
+        r"bags.csv does not fit its data table: 1 bag\(s\) have a negative or missing class count, "
+        r"e.g. bag 12: counts \[3.0, -1.0, 0.0\]",
+        stage="load",
+        edits={"bags.csv": class_table(b12=[3, -1, 0])},
+    ),
+    "files-class-label-unknown": Case(
+        files(*CLASS_COUNTS),
+        ValueError,
+        r"test.csv: label column 'label' holds label\(s\) \[5\] that are not among the bag tables' classes "
+        r"\[0, 1, 2\]",
+        stage="load",
+        edits={"bags.csv": class_table(), "test.csv": ("25,1.3,blue,0", "25,1.3,blue,5")},
+    ),
+    "files-class-missing": Case(
+        files(*CLASS_COUNTS),
+        ValueError,
+        r"class\(es\) \[2\] of the 3 classes appear in no bag of the train split .* use more data "
+        r"\(or other bags\) that contain them, or fewer classes",
+        stage="load",
+        edits={"bags.csv": class_table(b15=[1, 1, 0], b16=[1, 1, 0])},
     ),
     "features-inf-train": Case(
         files(*VAL),

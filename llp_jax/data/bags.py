@@ -1,4 +1,5 @@
-"""Bags: which rows are grouped together and how many of them are positive.
+"""Bags: which rows are grouped together and how many of them are positive (binary labels), or how many
+of them fall in each of K classes (K > 2).
 
 One representation for random, feature and given bags, padded so that bags of different sizes batch
 together on the device.
@@ -13,19 +14,24 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from llp_jax.data.dataset import Split
+from llp_jax.data.dataset import Split, check_n_classes
 from llp_jax.degenerate import warn_degenerate
 
 # Fewer training bags than this is a degenerate setup (warn_degenerate): a bag-level loss learns from the
 # differences between bags' proportions, which one or two bags hardly have.
 MIN_TRAIN_BAGS = 3
+# A bag's class counts must sum to its size within this share of it (float rounding of given counts).
+COUNT_SUM_RTOL = 1e-6
 
 
 class Bags(NamedTuple):
     """members: int32[n_bags, max_size]   row indices into the split; padding slots hold 0
     mask:    bool[n_bags, max_size]     True where the slot is a real member
     sizes:   int32[n_bags]              number of members of each bag
-    counts:  float32[n_bags]            number of positives k_b (may be fractional for given proportions)
+    counts:  float32[n_bags]            binary labels: the number of positives k_b (may be fractional for
+                                        given proportions)
+             float32[n_bags, K]         K > 2 classes: the count vector k_b, rows of each class (each row
+                                        sums to the bag's size; may be fractional for given counts)
     """
 
     members: np.ndarray
@@ -42,14 +48,37 @@ class Bags(NamedTuple):
         return self.members.shape[1]
 
     @property
+    def n_classes(self) -> int:
+        """K: 2 for binary counts (float32[n_bags]), else counts.shape[1]."""
+        return 2 if self.counts.ndim == 1 else self.counts.shape[1]
+
+    @property
+    def class_counts(self) -> np.ndarray:
+        """float32[n_bags, K]: the rows of each class in each bag; binary: [size - k_b, k_b]."""
+        if self.counts.ndim == 2:
+            return self.counts
+        return np.stack([self.sizes - self.counts, self.counts], axis=1).astype(np.float32)
+
+    @property
     def proportions(self) -> np.ndarray:
-        """float32[n_bags]: k_b / |b|."""
-        return (self.counts / self.sizes).astype(np.float32)
+        """k_b / |b|: float32[n_bags] (binary, the positive share) or float32[n_bags, K] (class shares)."""
+        sizes = self.sizes if self.counts.ndim == 1 else self.sizes[:, None]
+        return (self.counts / sizes).astype(np.float32)
 
     @property
     def positive_rate(self) -> float:
-        """sum_b k_b / sum_b |b|: the positive rate over all bags."""
+        """sum_b k_b / sum_b |b|: the positive rate over all bags (binary counts only; see class_rates)."""
+        if self.counts.ndim != 1:
+            raise ValueError(
+                f"positive_rate is defined for binary bags; these have {self.n_classes} classes, "
+                "use class_rates"
+            )
         return float(self.counts.sum() / self.sizes.sum())
+
+    @property
+    def class_rates(self) -> np.ndarray:
+        """float64[K]: each class's share of all rows in bags, sum_b k_b / sum_b |b| class by class."""
+        return self.class_counts.sum(axis=0, dtype=np.float64) / float(self.sizes.sum())
 
 
 BAG_KINDS = ("random", "feature", "given")
@@ -111,13 +140,20 @@ def _check_grouping(columns: Sequence[str], min_size: int, max_size: int) -> Non
         )
 
 
-def _check_labels(labels: np.ndarray, n: int, what: str) -> np.ndarray:
-    """labels as int32[n] in {0, 1}; fails if their length is not n or a value is not 0/1."""
+def _check_labels(labels: np.ndarray, n: int, what: str, n_classes: int = 2) -> np.ndarray:
+    """labels as int32[n] in 0..n_classes-1; fails if their length is not n, or naming the values that are
+    not classes."""
+    n_classes = check_n_classes(n_classes)
     labels = np.asarray(labels)
     if labels.ndim != 1 or len(labels) != n:
         raise ValueError(f"labels have shape {labels.shape} but {what} has {n} rows; pass one label per row")
-    if not np.isin(labels, (0, 1)).all():
-        raise ValueError(f"labels must be 0 or 1, found values {np.unique(labels)[:10].tolist()}")
+    outside = ~np.isin(labels, np.arange(n_classes))
+    if outside.any():
+        classes = "0 or 1" if n_classes == 2 else f"classes 0..{n_classes - 1}"
+        raise ValueError(
+            f"labels must be {classes}, found values {np.unique(labels[outside])[:10].tolist()} "
+            f"({int(outside.sum())} row(s)); map the labels to {classes} or set n_classes"
+        )
     return labels.astype(np.int32)
 
 
@@ -126,7 +162,7 @@ def _pack(order: np.ndarray, sizes: np.ndarray, counts: np.ndarray) -> Bags:
 
     order:  int[sum(sizes)]  row indices, the members of bag 0, then of bag 1, ...
     sizes:  int[n_bags]      every size >= 1
-    counts: float[n_bags]
+    counts: float[n_bags] or float[n_bags, K]
     """
     n_bags = len(sizes)
     bag_of = np.repeat(np.arange(n_bags), sizes)
@@ -138,14 +174,23 @@ def _pack(order: np.ndarray, sizes: np.ndarray, counts: np.ndarray) -> Bags:
     return Bags(members, mask, sizes.astype(np.int32), np.asarray(counts, dtype=np.float32))
 
 
-def _label_counts(labels: np.ndarray, order: np.ndarray, sizes: np.ndarray) -> np.ndarray:
-    """float32[n_bags]: the number of positive members of each bag (rows in `order`, bag after bag)."""
-    starts = np.cumsum(sizes) - sizes
-    return np.add.reduceat(labels[order].astype(np.float64), starts).astype(np.float32)
+def _label_counts(labels: np.ndarray, order: np.ndarray, sizes: np.ndarray, n_classes: int = 2) -> np.ndarray:
+    """The counts of each bag (rows in `order`, bag after bag) from labels (int32[n] in 0..n_classes-1):
+    float32[n_bags], the positive members, for 2 classes; float32[n_bags, K], the members of each class,
+    for K = n_classes > 2."""
+    if n_classes == 2:
+        starts = np.cumsum(sizes) - sizes
+        return np.add.reduceat(labels[order].astype(np.float64), starts).astype(np.float32)
+    bag_of = np.repeat(np.arange(len(sizes)), sizes)
+    cells = np.bincount(bag_of * n_classes + labels[order], minlength=len(sizes) * n_classes)
+    return cells.reshape(len(sizes), n_classes).astype(np.float32)
 
 
-def random_bags(n: int, bag_size: int, labels: np.ndarray, seed: int, drop_last: bool = False) -> Bags:
-    """Bags of `bag_size` rows from a seeded shuffle of rows 0..n-1; counts from `labels` (int[n]).
+def random_bags(
+    n: int, bag_size: int, labels: np.ndarray, seed: int, drop_last: bool = False, n_classes: int = 2
+) -> Bags:
+    """Bags of `bag_size` rows from a seeded shuffle of rows 0..n-1; counts from `labels` (int[n] in
+    0..n_classes-1; float32[n_bags] positive counts for 2 classes, float32[n_bags, K] for K > 2).
 
     When n is not a multiple of bag_size the last bag holds the n % bag_size leftover rows, or is
     dropped (its rows then belong to no bag) if drop_last. A bag_size larger than n gives a single bag
@@ -154,26 +199,32 @@ def random_bags(n: int, bag_size: int, labels: np.ndarray, seed: int, drop_last:
     _check_bag_size(bag_size)
     if n < 1:
         raise ValueError(f"cannot make bags of a split with {n} rows")
-    labels = _check_labels(labels, n, "the split")
+    labels = _check_labels(labels, n, "the split", n_classes)
     size = min(int(bag_size), n)
     n_full, remainder = divmod(n, size)
     sizes = np.full(n_full + (remainder > 0 and not drop_last), size, dtype=np.int64)
     sizes[n_full:] = remainder
-    return _shuffled_bags(labels, sizes, np.random.default_rng(seed).permutation(n))
+    return _shuffled_bags(labels, sizes, np.random.default_rng(seed).permutation(n), n_classes)
 
 
-def _shuffled_bags(labels: np.ndarray, sizes: np.ndarray, order: np.ndarray) -> Bags:
+def _shuffled_bags(labels: np.ndarray, sizes: np.ndarray, order: np.ndarray, n_classes: int) -> Bags:
     """Bags of the given sizes (int[n_bags]) filled in turn from the shuffled rows `order` (int[n],
-    n >= sum(sizes)); counts from labels (int32[n])."""
+    n >= sum(sizes)); counts from labels (int32[n] in 0..n_classes-1)."""
     order = order[: sizes.sum()]
-    return _pack(order, sizes, _label_counts(labels, order, sizes))
+    return _pack(order, sizes, _label_counts(labels, order, sizes, n_classes))
 
 
 def sized_random_bags(
-    n: int, size_range: Sequence[int], labels: np.ndarray, seed: int, drop_last: bool = False
+    n: int,
+    size_range: Sequence[int],
+    labels: np.ndarray,
+    seed: int,
+    drop_last: bool = False,
+    n_classes: int = 2,
 ) -> Bags:
     """Bags of rows 0..n-1 from a seeded shuffle, each of a size drawn uniformly from low..high
-    (size_range = (low, high), inclusive); counts from `labels` (int[n]). Same seed, same bags.
+    (size_range = (low, high), inclusive); counts from `labels` (int[n] in 0..n_classes-1, as for
+    random_bags). Same seed, same bags.
 
     Sizes are drawn until they cover n rows; the last bag holds the rows left over. If fewer than low
     rows are left over, they join the previous bag (which then has up to high + low - 1 rows), or are
@@ -183,7 +234,7 @@ def sized_random_bags(
     _check_size_range(size_range)
     if n < 1:
         raise ValueError(f"cannot make bags of a split with {n} rows")
-    labels = _check_labels(labels, n, "the split")
+    labels = _check_labels(labels, n, "the split", n_classes)
     low, high = (int(bound) for bound in size_range)
     if n < low:
         raise ValueError(
@@ -199,7 +250,7 @@ def sized_random_bags(
     sizes[-1] = n - sizes[:-1].sum()
     if sizes[-1] < low and n_bags > 1:
         sizes = sizes[:-1] if drop_last else np.append(sizes[:-2], sizes[-2] + sizes[-1])
-    return _shuffled_bags(labels, sizes, order)
+    return _shuffled_bags(labels, sizes, order, n_classes)
 
 
 def _group_codes(categorical: dict[str, np.ndarray], columns: Sequence[str]) -> np.ndarray:
@@ -220,10 +271,12 @@ def feature_bags(
     labels: np.ndarray,
     min_size: int,
     max_size: int,
+    n_classes: int = 2,
 ) -> Bags:
     """One bag per distinct value (or pair of values) of 1 or 2 categorical columns, LLP-Bench style.
 
-    categorical: name -> array[n] (Split.categorical); labels: int[n] in {0, 1}.
+    categorical: name -> array[n] (Split.categorical); labels: int[n] in 0..n_classes-1 (counts as for
+    random_bags).
     Only groups of min_size..max_size rows (inclusive) become bags; the rows of the other groups are
     in no bag (the rows covered are `members[mask]`). Bags come in sorted order of the group values,
     members in row order.
@@ -232,7 +285,7 @@ def feature_bags(
     groups, group_of, group_sizes = np.unique(
         _group_codes(categorical, columns), return_inverse=True, return_counts=True
     )
-    labels = _check_labels(labels, len(group_of), f"column {columns[0]!r}")
+    labels = _check_labels(labels, len(group_of), f"column {columns[0]!r}", n_classes)
     keep = (group_sizes >= min_size) & (group_sizes <= max_size)
     if not keep.any():
         raise ValueError(
@@ -243,16 +296,21 @@ def feature_bags(
     order = np.argsort(group_of, kind="stable")
     order = order[keep[group_of[order]]]
     sizes = group_sizes[keep]
-    return _pack(order, sizes, _label_counts(labels, order, sizes))
+    return _pack(order, sizes, _label_counts(labels, order, sizes, n_classes))
 
 
 def given_bags(
-    bag_ids: np.ndarray, counts: dict[int, float] | None = None, labels: np.ndarray | None = None
+    bag_ids: np.ndarray,
+    counts: dict[int, float | np.ndarray] | None = None,
+    labels: np.ndarray | None = None,
+    n_classes: int = 2,
 ) -> Bags:
     """Bags from a bag id per row (int[n]), in increasing bag-id order; members in row order.
 
-    counts: bag id -> positive count, used when given; else the counts are summed from labels (int[n]).
-    Every bag must have a count within [0, its size].
+    counts: bag id -> its count, used when given: for 2 classes the positive count, a float within
+    [0, its size]; for K = n_classes > 2 the count vector float[K], entries >= 0 summing to the bag's size
+    (within COUNT_SUM_RTOL of it: fractions are allowed when they add up). Without counts they are summed
+    from labels (int[n] in 0..n_classes-1).
     """
     bag_ids = np.asarray(bag_ids)
     if bag_ids.ndim != 1 or not np.issubdtype(bag_ids.dtype, np.integer):
@@ -269,25 +327,90 @@ def given_bags(
             raise ValueError(
                 f"{len(missing)} bag id(s) have no count, e.g. {missing[:5]}; add them to counts"
             )
-        values = np.array([counts[int(i)] for i in ids], dtype=np.float64)
-        bad = np.flatnonzero(~((values >= 0) & (values <= sizes)))
-        if len(bad):
-            b = bad[0]
-            raise ValueError(
-                f"{len(bad)} bag(s) have a count outside [0, bag size], e.g. bag {int(ids[b])}: "
-                f"count {values[b]} for {sizes[b]} rows"
-            )
+        if check_n_classes(n_classes) > 2:
+            values = _count_vectors(counts, ids, sizes, n_classes)
+        else:
+            values = _positive_counts(counts, ids, sizes)
     elif labels is not None:
-        values = _label_counts(_check_labels(labels, len(bag_ids), "bag_ids"), order, sizes)
+        labels = _check_labels(labels, len(bag_ids), "bag_ids", n_classes)
+        values = _label_counts(labels, order, sizes, n_classes)
     else:
         raise ValueError("given bags need their counts: pass counts (bag id -> count) or labels")
     return _pack(order, sizes, values)
 
 
+def _positive_counts(counts: dict[int, float], ids: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """float64[n_bags]: the positive counts counts[id] of the bags `ids` (int[n_bags], of `sizes` rows),
+    each within [0, its bag's size]."""
+    values = np.array([counts[int(i)] for i in ids], dtype=np.float64)
+    if values.ndim != 1:
+        raise ValueError(
+            f"counts hold vectors of length {values.shape[1]} (e.g. bag {int(ids[0])}) but n_classes=2 takes "
+            f"one positive count per bag; pass n_classes={values.shape[1]} for count vectors"
+        )
+    bad = np.flatnonzero(~((values >= 0) & (values <= sizes)))
+    if len(bad):
+        b = bad[0]
+        raise ValueError(
+            f"{len(bad)} bag(s) have a count outside [0, bag size], e.g. bag {int(ids[b])}: "
+            f"count {values[b]} for {sizes[b]} rows"
+        )
+    return values
+
+
+def _count_vectors(
+    counts: dict[int, np.ndarray], ids: np.ndarray, sizes: np.ndarray, n_classes: int
+) -> np.ndarray:
+    """float64[n_bags, K]: the count vectors counts[id] (float[K], K = n_classes) of the bags `ids`
+    (int[n_bags], of `sizes` rows); ValueError naming the first bag whose vector has another length, a
+    negative or NaN entry, or entries whose sum is off its size by more than COUNT_SUM_RTOL of it."""
+    vectors = [np.asarray(counts[int(i)], dtype=np.float64) for i in ids]
+    wrong = [b for b, vector in enumerate(vectors) if vector.shape != (n_classes,)]
+    if wrong:
+        b = wrong[0]
+        raise ValueError(
+            f"{len(wrong)} bag(s) have a count vector of the wrong length, e.g. bag {int(ids[b])}: length "
+            f"{vectors[b].size} for K={n_classes} classes; give one count per class, in class order"
+        )
+    values = np.stack(vectors)
+    bad = np.flatnonzero(~(values >= 0).all(axis=1))
+    if len(bad):
+        b = bad[0]
+        raise ValueError(
+            f"{len(bad)} bag(s) have a negative or missing class count, e.g. bag {int(ids[b])}: counts "
+            f"{values[b].tolist()}; every class count must be a number >= 0"
+        )
+    totals = values.sum(axis=1)
+    bad = np.flatnonzero(~(np.abs(totals - sizes) <= COUNT_SUM_RTOL * sizes))
+    if len(bad):
+        b = bad[0]
+        raise ValueError(
+            f"{len(bad)} bag(s) have class counts that do not sum to the bag size, e.g. bag {int(ids[b])}: "
+            f"counts {values[b].tolist()} sum to {totals[b]:g} for {sizes[b]} rows; each bag's class "
+            "counts must add up to its number of rows"
+        )
+    return values
+
+
+def check_classes_present(bags: Bags, split: str = "train") -> None:
+    """ValueError, for K > 2 classes, naming every class that no bag of `split` contains (its counts sum
+    to 0 over all bags): a model cannot learn a class it never sees. Binary bags of one class are
+    check_bags_learnable's (a degenerate setup)."""
+    if bags.n_classes == 2:
+        return
+    missing = np.flatnonzero(bags.counts.sum(axis=0, dtype=np.float64) == 0).tolist()
+    if missing:
+        raise ValueError(
+            f"class(es) {missing} of the {bags.n_classes} classes appear in no bag of the {split} split "
+            f"({bags.n_bags} bag(s) of {int(bags.sizes.sum())} rows): nothing teaches a model those "
+            "classes; use more data (or other bags) that contain them, or fewer classes"
+        )
+
+
 def check_bags_learnable(bags: Bags, split: str = "train") -> None:
     """warn_degenerate (llp_jax.degenerate; an error under strict=true) when the bags of `split` leave
-    nothing to learn: fewer than MIN_TRAIN_BAGS bags, or every bag of one class (no positive row, or no
-    negative row, in any bag)."""
+    nothing to learn: fewer than MIN_TRAIN_BAGS bags, or every bag of one class (binary: no positive
+    row, or no negative row, in any bag; K classes: every count in one class's column)."""
     rows = int(bags.sizes.sum())
     if bags.n_bags < MIN_TRAIN_BAGS:
         warn_degenerate(
@@ -295,9 +418,15 @@ def check_bags_learnable(bags: Bags, split: str = "train") -> None:
             f"differences between bags, so fewer than {MIN_TRAIN_BAGS} bags leave almost nothing to learn; "
             "use smaller bags (e.g. bagging.bag_size=32) or more bags in the data"
         )
-    total = float(bags.counts.sum())
-    if total == 0 or total == rows:
+    if bags.n_classes == 2:
+        total = float(bags.counts.sum())
+        one_class = total == 0 or total == rows
         kind = "negative (count 0)" if total == 0 else "positive (count = size)"
+    else:
+        present = np.flatnonzero(bags.counts.sum(axis=0, dtype=np.float64) > 0)
+        one_class = len(present) == 1
+        kind = f"of class {present[0]} (every count in its column)" if one_class else "mixed"
+    if one_class:
         warn_degenerate(
             f"every bag of the {split} split is fully {kind}, {bags.n_bags} bag(s) of {rows} rows: one class "
             "only, nothing tells the classes apart; check the counts or the labels"
@@ -305,12 +434,17 @@ def check_bags_learnable(bags: Bags, split: str = "train") -> None:
 
 
 def make_bags(
-    split: Split, settings: BaggingSettings, seed: int = 0, counts: dict[int, float] | None = None
+    split: Split,
+    settings: BaggingSettings,
+    seed: int = 0,
+    counts: dict[int, float | np.ndarray] | None = None,
+    n_classes: int = 2,
 ) -> Bags:
     """The bags of any split by `settings` (BaggingSettings): kind "random" (bag_size, seed, drop_last;
     sized_random_bags when size_range is set), "feature" (columns, min_size, max_size) or "given" (the
     split's bag_ids, with `counts`, e.g. Dataset.given_counts["train"], or else counts from the split's
-    labels).
+    labels). n_classes (Dataset.n_classes): binary counts float32[n_bags] for 2, count vectors
+    float32[n_bags, K] for K > 2.
     """
     kind = settings.kind
     if kind not in BAG_KINDS:
@@ -320,16 +454,16 @@ def make_bags(
             raise ValueError(
                 "kind='given' needs a split with bag_ids; this dataset is not bagged, use random or feature"
             )
-        return given_bags(split.bag_ids, counts, split.y)
+        return given_bags(split.bag_ids, counts, split.y, n_classes)
     if split.y is None:
         raise ValueError(
             f"kind={kind!r} computes bag counts from instance labels, but this split has none (y is None); "
             "use kind='given' with the dataset's given_counts"
         )
     if kind == "random" and settings.size_range is not None:
-        return sized_random_bags(split.n, settings.size_range, split.y, seed, settings.drop_last)
+        return sized_random_bags(split.n, settings.size_range, split.y, seed, settings.drop_last, n_classes)
     if kind == "random":
-        return random_bags(split.n, settings.bag_size, split.y, seed, settings.drop_last)
+        return random_bags(split.n, settings.bag_size, split.y, seed, settings.drop_last, n_classes)
     return feature_bags(
-        split.categorical, list(settings.columns), split.y, settings.min_size, settings.max_size
+        split.categorical, list(settings.columns), split.y, settings.min_size, settings.max_size, n_classes
     )

@@ -16,8 +16,9 @@ class Split:
     """One split of a dataset.
 
     x: float32[n, *feature_shape]   features (tabular: (n, d); images: (n, 28, 28, 1))
-    y: int32[n] or None             instance labels in {0, 1}; None where the data have none
-                                    (the training split of the `files` dataset)
+    y: int32[n] or None             instance labels, the classes 0..n_classes-1 of the Dataset ({0, 1}
+                                    for binary data); None where the data have none (the training split
+                                    of the `files` dataset)
     categorical: raw categorical columns, name -> object[n], for feature bags (tabular data only)
     bag_ids: int64[n] or None       bag id of every row where the data come already bagged
     """
@@ -42,23 +43,39 @@ class Split:
 class Dataset:
     """train / validation / test splits plus what the loader knows of the data.
 
-    given_counts: for data that arrive bagged, bag id -> positive count per split name
-                  ({"train": {id: count}, "val": {...}}); empty otherwise.
+    given_counts: for data that arrive bagged, bag id -> its count per split name
+                  ({"train": {id: count}, "val": {...}}); empty otherwise. The count is the number of
+                  positive rows (a float) for binary data, the count vector float64[n_classes] (rows of
+                  each class, summing to the bag size) when n_classes > 2.
+    n_classes:    the number of label classes K >= 2; Split.y holds 0..K-1.
     """
 
     name: str
     train: Split
     val: Split
     test: Split
-    given_counts: dict[str, dict[int, float]] = field(default_factory=dict)
+    given_counts: dict[str, dict[int, float | np.ndarray]] = field(default_factory=dict)
+    n_classes: int = 2
 
     def __post_init__(self):
+        check_n_classes(self.n_classes)
         for name in SPLITS:
             _check_finite(getattr(self, name).x, name)
 
     @property
     def feature_shape(self) -> tuple[int, ...]:
         return tuple(self.train.x.shape[1:])
+
+
+def check_n_classes(n_classes: int, key: str = "n_classes") -> int:
+    """n_classes as an int; ValueError naming `key` unless it is an integer >= 2 (the number of label
+    classes: 2 for a binary task)."""
+    if isinstance(n_classes, bool) or not isinstance(n_classes, int | np.integer) or n_classes < 2:
+        raise ValueError(
+            f"{key}={n_classes!r} must be an integer >= 2 (the number of label classes; 2 is the binary "
+            f"task), e.g. {key}=5"
+        )
+    return int(n_classes)
 
 
 def _check_finite(x: np.ndarray, name: str) -> None:
@@ -127,9 +144,14 @@ def thin_positives(split: Split, rate: float, rng: np.random.Generator, name: st
 def thin_dataset(dataset: Dataset, rate: float | None, seed: int) -> Dataset:
     """`dataset` with thin_positives(rate) applied to its train, val and test splits, each from its own
     stream ("thin_positives", split) of `seed`, apart from the loaders' hold-out (same seed, same rows);
-    unchanged when rate is None."""
+    unchanged when rate is None. Binary data only: a dataset of more classes has no positives to thin."""
     if rate is None:
         return dataset
+    if dataset.n_classes > 2:
+        raise ValueError(
+            f"dataset.positive_rate={rate} thins the positive class of a binary task, but the "
+            f"{dataset.name} data have {dataset.n_classes} classes; set dataset.positive_rate=null"
+        )
     thinned = {
         name: thin_positives(
             getattr(dataset, name),

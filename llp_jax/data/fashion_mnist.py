@@ -1,4 +1,5 @@
-"""Fashion-MNIST as a binary task: 28x28 grey images, positive = a chosen set of the 10 classes.
+"""Fashion-MNIST: 28x28 grey images, as a binary task (classes="binary": positive = a chosen set of the 10
+classes) or as the 10-class task (classes="all").
 
 Files (folder fashion_mnist/ of the data directory), the four original IDX gzip files:
 train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz (60,000), t10k-images-idx3-ubyte.gz,
@@ -20,6 +21,7 @@ from llp_jax.data.paths import dataset_file
 NAME = "fashion_mnist"
 SOURCE = "github.com/zalandoresearch/fashion-mnist (folder data/fashion/)"
 N_CLASSES = 10
+CLASS_TASKS = ("binary", "all")
 # IDX magic numbers: unsigned bytes, with 1 dimension (labels) or 3 dimensions (images).
 _MAGIC = {1: 0x00000801, 3: 0x00000803}
 
@@ -55,32 +57,43 @@ def load(
     positive_classes: Sequence[int] = (0, 2, 4, 6),
     val_fraction: float = 0.1,
     positive_rate: float | None = None,
+    classes: str = "binary",
 ) -> Dataset:
     """Train / val / test splits; x: float32[n, 28, 28, 1] in [0, 1], y: int32[n].
 
-    y = 1 for images whose class is in `positive_classes` (default T-shirt, pullover, coat, shirt: 40%).
+    classes="binary" (n_classes=2): y = 1 for images whose class is in `positive_classes` (default
+    T-shirt, pullover, coat, shirt: 40%). classes="all" (n_classes=10): y = the original class 0..9;
+    positive_classes is then ignored, and positive_rate must be None.
     A seeded `val_fraction` of the training files is held out as validation (54,000 / 6,000 / 10,000).
     With `positive_rate` (in (0, the split's rate]) each split keeps all its negatives and a seeded random
     subset of its positives so that its positive rate becomes positive_rate (thin_positives); None keeps
     every row.
     """
+    if classes not in CLASS_TASKS:
+        raise ValueError(
+            f"dataset.classes={classes!r}; choose 'binary' (positive_classes against the rest) or 'all' "
+            f"(the {N_CLASSES} classes), e.g. dataset.classes=all"
+        )
     positive = sorted(set(int(c) for c in positive_classes))
-    if not positive or len(positive) == N_CLASSES or not set(positive) <= set(range(N_CLASSES)):
+    if classes == "binary" and (
+        not positive or len(positive) == N_CLASSES or not set(positive) <= set(range(N_CLASSES))
+    ):
         raise ValueError(
             f"positive_classes={list(positive_classes)} must be a non-empty proper subset of the classes "
             f"0..{N_CLASSES - 1}"
         )
-    images, classes = _read_split(data_dir, "train")
-    test_images, test_classes = _read_split(data_dir, "t10k")
+    images, labels = _read_split(data_dir, "train")
+    test_images, test_labels = _read_split(data_dir, "t10k")
     train_rows, val_rows = holdout_split(len(images), val_fraction, seed)
 
     def split(x: np.ndarray, c: np.ndarray) -> Split:
-        return Split(x=x, y=np.isin(c, positive).astype(np.int32))
+        return Split(x=x, y=(np.isin(c, positive) if classes == "binary" else c).astype(np.int32))
 
     data = Dataset(
         name=NAME,
-        train=split(images[train_rows], classes[train_rows]),
-        val=split(images[val_rows], classes[val_rows]),
-        test=split(test_images, test_classes),
+        train=split(images[train_rows], labels[train_rows]),
+        val=split(images[val_rows], labels[val_rows]),
+        test=split(test_images, test_labels),
+        n_classes=2 if classes == "binary" else N_CLASSES,
     )
     return thin_dataset(data, positive_rate, seed)

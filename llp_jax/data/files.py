@@ -4,11 +4,13 @@ Tables (paths absolute or relative to the data directory; the format follows the
 .csv or .parquet / .pq):
   train_path      feature columns plus a bag-id column (integer); no instance labels needed
   bags_path       bag id -> positive count (count_column, whole numbers) or proportion in [0, 1]
-                  (proportion_column)
+                  (proportion_column); or, for K >= 3 classes, the count of each class: one column per
+                  class (count_columns, wide) or one row per bag and class (class_column, long)
   val_path        optional, like train_path, with its own bag table val_bags_path; without it a seeded
                   `val_fraction` (dataset.val_fraction, default 0.1) of the training bags (whole
                   bags) is held out as validation
-  test_path       feature columns plus an instance label column (0/1)
+  test_path       feature columns plus an instance label column (0/1; K-class: 0..K-1 for the wide
+                  form, the class values of the bag table for the long form)
 Numeric feature columns are standardised and categorical ones one-hot encoded exactly as for adult
 (llp_jax.data.tabular), fitted on the training split only.
 """
@@ -20,6 +22,7 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -151,38 +154,162 @@ def _numbers(column: pd.Series, ids: np.ndarray, name: str, path: Path) -> np.nd
     return values
 
 
+class CountForm(NamedTuple):
+    """How a bag table gives each bag's counts (with its bag ids in id_column): binary, a positive count
+    (count_column) or a proportion (proportion_column, when set); K-class wide, one count column per class
+    in class order (count_columns); K-class long, rows (bag id, class_column, count_column)."""
+
+    id_column: str
+    count_column: str
+    proportion_column: str | None = None
+    count_columns: tuple[str, ...] | None = None
+    class_column: str | None = None
+
+    def check(self) -> None:
+        """ValueError naming the options when they mix the forms or give a K-class table fewer than 3
+        classes."""
+        if self.count_columns is not None and self.class_column is not None:
+            raise ValueError(
+                f"dataset.count_columns={list(self.count_columns)} and dataset.class_column="
+                f"{self.class_column!r} are two forms of K-class bag table; set one of them (count_columns: "
+                "a column per class; class_column: one row per bag and class)"
+            )
+        k_class = self.count_columns is not None or self.class_column is not None
+        if self.proportion_column is not None and k_class:
+            raise ValueError(
+                f"dataset.proportion_column={self.proportion_column!r} is for binary bag tables; K-class "
+                "tables (count_columns or class_column) give counts: set proportion_column=null"
+            )
+        if self.count_columns is not None and len(self.count_columns) < 3:
+            raise ValueError(
+                f"dataset.count_columns={list(self.count_columns)} gives {len(self.count_columns)} "
+                "class(es); K-class tables need 3 or more: for two classes give the positive class's "
+                "counts as count_column and leave count_columns null"
+            )
+
+
 def _read_counts(
-    path: Path, bag_ids: np.ndarray, id_column: str, count_column: str, proportion_column: str | None
-) -> dict[int, float]:
-    """bag id -> positive count, for every bag of `bag_ids` (int64[n]); validated against the bag sizes."""
+    path: Path, bag_ids: np.ndarray, form: CountForm, classes: np.ndarray | None = None
+) -> tuple[dict[int, float | np.ndarray], np.ndarray | None]:
+    """(bag id -> count, classes) for every bag of `bag_ids` (int64[n]), validated against the bag sizes.
+
+    The count is the positive count (a float) of a binary table, the count vector float64[K] of a K-class
+    one; classes: None for binary, else the K class values in class order (wide: 0..K-1; long: the sorted
+    distinct values of the table's class column, or `classes` when given, the training table's).
+    """
     table = _read_table(path)
-    value_column = proportion_column or count_column
-    _require_columns(table, [value_column], path)
+    if form.class_column is not None:
+        ids, values, classes = _long_counts(table, form, path, classes)
+    elif form.count_columns is not None:
+        _require_columns(table, form.count_columns, path)
+        ids = _unique_bag_ids(table, form.id_column, path)
+        values = np.stack([_numbers(table[name], ids, name, path) for name in form.count_columns], axis=1)
+        classes = np.arange(len(form.count_columns))
+    else:
+        ids, values = _binary_counts(table, bag_ids, form, path)
+    rows = values.tolist() if values.ndim == 1 else list(values)  # floats, or float64[K] vectors
+    counts = dict(zip((int(i) for i in ids), rows, strict=True))
+    try:
+        given_bags(bag_ids, counts, n_classes=2 if classes is None else len(classes))
+    except ValueError as error:
+        raise ValueError(f"{path} does not fit its data table: {error}") from error
+    return {bag: counts[bag] for bag in np.unique(bag_ids).tolist()}, classes
+
+
+def _unique_bag_ids(table: pd.DataFrame, id_column: str, path: Path) -> np.ndarray:
+    """int64[m]: the bag-id column of a table of one row per bag; ValueError naming repeated ids."""
     ids = _bag_ids(table, id_column, path)
     duplicated = pd.unique(ids[pd.Series(ids).duplicated().to_numpy()])
     if len(duplicated):
         raise ValueError(
             f"{path}: bag id(s) {duplicated[:5].tolist()} appear more than once; keep one row per bag"
         )
+    return ids
+
+
+def _binary_counts(
+    table: pd.DataFrame, bag_ids: np.ndarray, form: CountForm, path: Path
+) -> tuple[np.ndarray, np.ndarray]:
+    """(ids int64[m], positive counts float64[m]) of a binary bag table: whole counts, or proportions
+    times the bag sizes of `bag_ids` (int64[n])."""
+    value_column = form.proportion_column or form.count_column
+    _require_columns(table, [value_column], path)
+    ids = _unique_bag_ids(table, form.id_column, path)
     values = _numbers(table[value_column], ids, value_column, path)
-    if proportion_column is None:
-        values = _whole_counts(values, ids, count_column, path)
-    else:
-        bad = np.flatnonzero(~((values >= 0) & (values <= 1)))
-        if len(bad):
+    if form.proportion_column is None:
+        return ids, _whole_counts(values, ids, form.count_column, path)
+    bad = np.flatnonzero(~((values >= 0) & (values <= 1)))
+    if len(bad):
+        raise ValueError(
+            f"{path}: {len(bad)} proportion(s) in column {form.proportion_column!r} lie outside [0, 1], "
+            f"e.g. bag {ids[bad[0]]}: {values[bad[0]]}"
+        )
+    present, sizes = np.unique(bag_ids, return_counts=True)
+    size_of = dict(zip(present.tolist(), sizes.tolist(), strict=True))
+    return ids, values * np.array([size_of.get(int(i), 0) for i in ids])
+
+
+def _long_counts(
+    table: pd.DataFrame, form: CountForm, path: Path, classes: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(ids int64[m], count vectors float64[m, K], classes object-or-number[K]) of a long bag table, rows
+    (bag id, class, count); a class a bag has no row for counts 0. classes: the sorted distinct values of
+    the class column, or the given ones (the training table's), which then must hold every value."""
+    _require_columns(table, [form.class_column, form.count_column], path)
+    ids = _bag_ids(table, form.id_column, path)
+    values = table[form.class_column]
+    if values.isna().any():
+        row = int(np.flatnonzero(values.isna().to_numpy())[0])
+        raise ValueError(
+            f"{path}: class column {form.class_column!r} has {int(values.isna().sum())} missing value(s), "
+            f"e.g. for bag {ids[row]} (data row {row + 1}); write every row's class"
+        )
+    if classes is None:
+        classes = np.sort(pd.unique(values))
+        if len(classes) < 3:
             raise ValueError(
-                f"{path}: {len(bad)} proportion(s) in column {proportion_column!r} lie outside [0, 1], "
-                f"e.g. bag {ids[bad[0]]}: {values[bad[0]]}"
+                f"{path}: class column {form.class_column!r} holds {len(classes)} class(es) "
+                f"{classes.tolist()}; K-class tables need 3 or more: for two classes write one row per bag "
+                "with the positive class's count (count_column) and leave class_column null"
             )
-        present, sizes = np.unique(bag_ids, return_counts=True)
-        size_of = dict(zip(present.tolist(), sizes.tolist(), strict=True))
-        values = values * np.array([size_of.get(int(i), 0) for i in ids])
-    counts = dict(zip((int(i) for i in ids), values.tolist(), strict=True))
-    try:
-        given_bags(bag_ids, counts)
-    except ValueError as error:
-        raise ValueError(f"{path} does not fit its data table: {error}") from error
-    return {bag: counts[bag] for bag in np.unique(bag_ids).tolist()}
+    codes = pd.Index(classes).get_indexer(values)
+    if (codes < 0).any():
+        unknown = pd.unique(values[codes < 0])
+        raise ValueError(
+            f"{path}: class(es) {unknown[:5].tolist()} in column {form.class_column!r} are not among the "
+            f"training bag table's classes {classes.tolist()}; use the same class values in both tables"
+        )
+    repeated = pd.Series(list(zip(ids, codes, strict=True))).duplicated().to_numpy()
+    if repeated.any():
+        row = int(np.flatnonzero(repeated)[0])
+        raise ValueError(
+            f"{path}: bag {ids[row]} has more than one row for class {values.iloc[row]!r} (data row "
+            f"{row + 1}); keep one row per bag and class"
+        )
+    counts = _numbers(table[form.count_column], ids, form.count_column, path)
+    bags, bag_row = np.unique(ids, return_inverse=True)
+    vectors = np.zeros((len(bags), len(classes)))
+    vectors[bag_row, codes] = counts
+    return bags, vectors, classes
+
+
+def _test_labels(labels: pd.Series, column: str, path: Path, classes: np.ndarray | None) -> np.ndarray:
+    """int32[n]: the test table's labels as classes 0..K-1: 0/1 for binary data (classes None), else the
+    index of each label among `classes` (its K class values); ValueError naming the labels that are not."""
+    if classes is None:
+        if not np.isin(labels, (0, 1)).all():
+            raise ValueError(
+                f"{path}: label column {column!r} must hold 0 or 1, found {np.unique(labels)[:10]}"
+            )
+        return labels.to_numpy().astype(np.int32)
+    codes = pd.Index(classes).get_indexer(labels)
+    if (codes < 0).any():
+        unknown = pd.unique(labels[codes < 0])
+        raise ValueError(
+            f"{path}: label column {column!r} holds label(s) {unknown[:10].tolist()} that are not among the "
+            f"bag tables' classes {classes.tolist()}; use the class values of the bag tables"
+        )
+    return codes.astype(np.int32)
 
 
 @contextmanager
@@ -200,6 +327,53 @@ def _required(**paths: str | os.PathLike | None) -> None:
         raise ValueError(f"the files dataset needs {missing}: paths to your tables (see llp_jax.data.files)")
 
 
+class _Part(NamedTuple):
+    """The bagged rows of one split: the table, its bag ids int64[n], bag id -> count, the file."""
+
+    frame: pd.DataFrame
+    ids: np.ndarray
+    counts: dict[int, float | np.ndarray]
+    path: Path
+
+
+def _feature_columns(
+    train: pd.DataFrame,
+    path: Path,
+    feature_columns: Sequence[str] | None,
+    categorical_columns: Sequence[str],
+    excluded: Sequence[str],
+) -> list[str]:
+    """The feature columns, by default every column of `train` but the `excluded` (bag-id and label)
+    columns; ValueError when there are none, or a categorical column is not among them."""
+    if feature_columns is None:
+        feature_columns = [name for name in train.columns if name not in excluded]
+    feature_columns = list(feature_columns)
+    if not feature_columns:
+        raise ValueError(
+            f"{path}: no feature columns (dataset.feature_columns={feature_columns}, its columns "
+            f"{list(train.columns)}); a model needs at least one: list them, or leave feature_columns null "
+            f"to take every column but {excluded[0]!r} and {excluded[1]!r}"
+        )
+    unknown = sorted(set(categorical_columns) - set(feature_columns))
+    if unknown:
+        raise ValueError(f"categorical_columns {unknown} are not among the feature columns {feature_columns}")
+    _require_columns(train, feature_columns, path)
+    return feature_columns
+
+
+def _hold_out(part: _Part, val_fraction: float, seed: int) -> tuple[_Part, _Part]:
+    """(train, val): a seeded `val_fraction` of the bags of `part` (whole bags) held out as validation."""
+    bags = np.unique(part.ids)
+    train_bags, val_bags = holdout_split(len(bags), val_fraction, seed)
+    is_val = np.isin(part.ids, bags[val_bags])
+    counts = dict(part.counts)
+    val_counts = {bag: counts.pop(bag) for bag in bags[val_bags].tolist()}
+    return (
+        _Part(part.frame[~is_val], part.ids[~is_val], counts, part.path),
+        _Part(part.frame[is_val], part.ids[is_val], val_counts, part.path),
+    )
+
+
 def load(
     data_dir: str | os.PathLike | None = None,
     seed: int = 0,
@@ -211,6 +385,8 @@ def load(
     bag_id_column: str = "bag_id",
     count_column: str = "count",
     proportion_column: str | None = None,
+    count_columns: Sequence[str] | None = None,
+    class_column: str | None = None,
     label_column: str = "label",
     feature_columns: Sequence[str] | None = None,
     categorical_columns: Sequence[str] = (),
@@ -218,70 +394,60 @@ def load(
 ) -> Dataset:
     """Train / val splits with bag_ids and y=None, a labelled test split; x: float32[n, d].
 
-    The bag tables give a count per bag (count_column), or a proportion (proportion_column, when set)
-    turned into a count with the bag size from the data table. Rows of a bag table whose id is not in
-    the data are ignored. feature_columns default to every column but the bag-id and label columns.
-    Returns Dataset.given_counts = {"train": {bag id: count}, "val": {bag id: count}}.
+    Binary bag tables give a count per bag (count_column), or a proportion (proportion_column, when set)
+    turned into a count with the bag size from the data table. K-class tables (K >= 3) give a count per
+    class: wide, one column per class (count_columns, in class order: classes 0..K-1, which the test
+    labels then are), or long, one row per bag and class (class_column, with the count in count_column;
+    the classes are the sorted distinct values of the training bag table's class column, mapped to
+    0..K-1 and the test labels with them; a class a bag has no row for counts 0). A bag's class counts
+    must sum to its rows in the data table (fractions are allowed when they do). Rows of a bag table whose
+    id is not in the data are ignored. feature_columns default to every column but the bag-id and label
+    columns. Returns Dataset.given_counts = {"train": {bag id: count}, "val": {bag id: count}} (the count a
+    float for binary tables, a float64[K] vector for K-class ones) and Dataset.n_classes = K (2 if binary).
     """
     _required(train_path=train_path, bags_path=bags_path, test_path=test_path)
     if (val_path is None) != (val_bags_path is None):
         raise ValueError(
             "give both val_path and val_bags_path, or neither (then validation bags are held out)"
         )
-    train_file = user_file(data_dir, train_path, "train_path")
-    train = _read_table(train_file)
-    if feature_columns is None:
-        feature_columns = [name for name in train.columns if name not in (bag_id_column, label_column)]
-    feature_columns = list(feature_columns)
-    if not feature_columns:
-        raise ValueError(
-            f"{train_file}: no feature columns (dataset.feature_columns={feature_columns}, its columns "
-            f"{list(train.columns)}); a model needs at least one: list them, or leave feature_columns null "
-            f"to take every column but {bag_id_column!r} and {label_column!r}"
-        )
-    unknown = sorted(set(categorical_columns) - set(feature_columns))
-    if unknown:
-        raise ValueError(f"categorical_columns {unknown} are not among the feature columns {feature_columns}")
-    _require_columns(train, feature_columns, train_file)
-    train_ids = _bag_ids(train, bag_id_column, train_file)
-    counts = _read_counts(
-        user_file(data_dir, bags_path, "bags_path"), train_ids, bag_id_column, count_column, proportion_column
+    form = CountForm(
+        bag_id_column,
+        count_column,
+        proportion_column,
+        None if count_columns is None else tuple(count_columns),
+        class_column,
     )
+    form.check()
+    train_file = user_file(data_dir, train_path, "train_path")
+    frame = _read_table(train_file)
+    feature_columns = _feature_columns(
+        frame, train_file, feature_columns, categorical_columns, (bag_id_column, label_column)
+    )
+    train_ids = _bag_ids(frame, bag_id_column, train_file)
+    counts, classes = _read_counts(user_file(data_dir, bags_path, "bags_path"), train_ids, form)
+    train = _Part(frame, train_ids, counts, train_file)
 
     if val_path is None:
-        bags = np.unique(train_ids)
-        train_bags, val_bags = holdout_split(len(bags), val_fraction, seed)
-        is_val = np.isin(train_ids, bags[val_bags])
-        train, val, val_ids = train[~is_val], train[is_val], train_ids[is_val]
-        val_file = train_file
-        train_ids = train_ids[~is_val]
-        val_counts = {bag: counts.pop(bag) for bag in bags[val_bags].tolist()}
+        train, val = _hold_out(train, val_fraction, seed)
     else:
         val_file = user_file(data_dir, val_path, "val_path")
-        val = _read_table(val_file)
-        _require_columns(val, feature_columns, val_file)
-        val_ids = _bag_ids(val, bag_id_column, val_file)
-        val_counts = _read_counts(
-            user_file(data_dir, val_bags_path, "val_bags_path"),
-            val_ids,
-            bag_id_column,
-            count_column,
-            proportion_column,
+        frame = _read_table(val_file)
+        _require_columns(frame, feature_columns, val_file)
+        val_ids = _bag_ids(frame, bag_id_column, val_file)
+        val_counts, _ = _read_counts(
+            user_file(data_dir, val_bags_path, "val_bags_path"), val_ids, form, classes
         )
+        val = _Part(frame, val_ids, val_counts, val_file)
 
     test_file = user_file(data_dir, test_path, "test_path")
     test = _read_table(test_file)
     _require_columns(test, [*feature_columns, label_column], test_file)
-    labels = test[label_column].to_numpy()
-    if not np.isin(labels, (0, 1)).all():
-        raise ValueError(
-            f"{test_file}: label column {label_column!r} must hold 0 or 1, found {np.unique(labels)[:10]}"
-        )
+    labels = _test_labels(test[label_column], label_column, test_file, classes)
 
     categorical = list(categorical_columns)
     numeric = [name for name in feature_columns if name not in categorical]
     with _naming(train_file):
-        encoder = TabularEncoder.fit(train, numeric, categorical)
+        encoder = TabularEncoder.fit(train.frame, numeric, categorical)
 
     def split(frame: pd.DataFrame, y: np.ndarray | None, bag_ids: np.ndarray | None, path: Path) -> Split:
         with _naming(path):
@@ -290,8 +456,9 @@ def load(
 
     return Dataset(
         name=NAME,
-        train=split(train, None, train_ids, train_file),
-        val=split(val, None, val_ids, val_file),
-        test=split(test, labels.astype(np.int32), None, test_file),
-        given_counts={"train": counts, "val": val_counts},
+        train=split(train.frame, None, train.ids, train.path),
+        val=split(val.frame, None, val.ids, val.path),
+        test=split(test, labels, None, test_file),
+        given_counts={"train": train.counts, "val": val.counts},
+        n_classes=2 if classes is None else len(classes),
     )

@@ -44,11 +44,20 @@ def prior_log_odds(bags: Bags) -> float:
     return float(np.log(rate / (1 - rate)))
 
 
+def prior_class_logits(bags: Bags) -> np.ndarray:
+    """float32[K]: log r_c of the class rates r over all bags (each clipped to at least 1e-4), the logits
+    whose softmax is the rates."""
+    return np.log(np.clip(bags.class_rates, 1e-4, None)).astype(np.float32)
+
+
 def fresh_encoder(data: Dataset, train_bags: Bags, settings: FitSettings, key: jax.Array) -> Encoder:
-    """A settings.model encoder initialised from the stream "init" of `key`, its output bias at the prior
-    log-odds, so that training does not begin by pushing every prediction towards the overall rate."""
-    model = make_encoder(settings.model, data.feature_shape, stream_key(key, "init"))
-    set_output_bias(model, prior_log_odds(train_bags))
+    """A settings.model encoder for data.n_classes classes initialised from the stream "init" of `key`,
+    its output bias at the prior log-odds (K classes: `prior_class_logits`), so that training does not
+    begin by pushing every prediction towards the overall rate."""
+    model = make_encoder(settings.model, data.feature_shape, stream_key(key, "init"), data.n_classes)
+    set_output_bias(
+        model, prior_class_logits(train_bags) if data.n_classes > 2 else prior_log_odds(train_bags)
+    )
     return model
 
 

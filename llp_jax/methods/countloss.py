@@ -1,5 +1,6 @@
 """CountLoss (Shukla et al., NeurIPS 2023): minus the exact log-likelihood of each bag's count of positives
-under independent instance predictions."""
+under independent instance predictions (K classes: the composite likelihood of the count vector,
+llp_jax.train.class_counts)."""
 
 from __future__ import annotations
 
@@ -7,15 +8,16 @@ import jax.numpy as jnp
 
 from llp_jax.methods.common import fit_with_loss
 from llp_jax.methods.registry import register
-from llp_jax.train.count_likelihood import count_log_likelihood
+from llp_jax.train.class_counts import count_loss
 
 
 def loss(model, logits, embedding, batch):
-    counts = batch.proportions * batch.sizes.astype(jnp.float32)
-    return -jnp.mean(count_log_likelihood(logits, batch.mask, counts))
+    sizes = batch.sizes.astype(jnp.float32)
+    counts = batch.proportions * (sizes[:, None] if batch.proportions.ndim == 2 else sizes)
+    return count_loss(logits, batch.mask, counts)
 
 
-@register("countloss")
+@register("countloss", multiclass=True)
 def fit(data, train_bags, val_bags, settings, key, log):
     """Train on the training bags' counts (proportions times sizes) only."""
     return fit_with_loss(data, train_bags, val_bags, settings, key, log, loss)

@@ -1,4 +1,5 @@
-"""Encoders: Flax NNX modules mapping features to (logits float32[n], embedding float32[n, e]).
+"""Encoders: Flax NNX modules mapping features to (logits float32[n], or float32[n, K] for K > 2 classes,
+embedding float32[n, e]).
 
 make_encoder(MLPSettings(widths=(64, 32)), feature_shape=(16,), rngs=0) -> MLP
 """
@@ -12,7 +13,7 @@ import jax
 from flax import nnx
 
 from llp_jax.models.cnn import CNN, CNNSettings
-from llp_jax.models.encoder import Encoder, rescale_logits, set_output_bias
+from llp_jax.models.encoder import Encoder, head_width, rescale_logits, set_output_bias
 from llp_jax.models.mlp import MLP, MLPSettings
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "MLPSettings",
     "ModelSpec",
     "check_model_settings",
+    "head_width",
     "make_encoder",
     "model_name",
     "rescale_logits",
@@ -72,8 +74,12 @@ def check_model_settings(settings: Any) -> None:
         _check_sizes([settings.embedding_width], "model.embedding_width", "128")
 
 
-def make_encoder(settings: Any, feature_shape: Sequence[int], rngs: nnx.Rngs | int | jax.Array) -> Encoder:
+def make_encoder(
+    settings: Any, feature_shape: Sequence[int], rngs: nnx.Rngs | int | jax.Array, n_classes: int = 2
+) -> Encoder:
     """The encoder of `settings` (an MLPSettings or CNNSettings; list fields are accepted) for inputs of
-    feature_shape, initialised from rngs: an nnx.Rngs, an int seed or a PRNG key (both as nnx.Rngs(rngs))."""
+    feature_shape and labels of n_classes classes (logits float32[n] for 2, float32[n, K] for K > 2),
+    initialised from rngs: an nnx.Rngs, an int seed or a PRNG key (both as nnx.Rngs(rngs))."""
     spec = MODELS[model_name(settings)]
-    return spec.build(settings, feature_shape, rngs=rngs if isinstance(rngs, nnx.Rngs) else nnx.Rngs(rngs))
+    rngs = rngs if isinstance(rngs, nnx.Rngs) else nnx.Rngs(rngs)
+    return spec.build(settings, feature_shape, rngs=rngs, n_classes=n_classes)

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from llp_jax.models.encoder import static_settings
+from llp_jax.models.encoder import head_logits, head_width, static_settings
 
 
 class CNNSettings(NamedTuple):
@@ -21,15 +21,18 @@ class CNNSettings(NamedTuple):
 
 
 class CNN(nnx.Module):
-    """Conv-ReLU stages of stride 2 (each halves height and width), one dense embedding layer, a scalar
-    logit head; an Encoder. Strided convolutions rather than max pooling: XLA's max-pool gradient made a
-    training step 6x slower on the CPU.
+    """Conv-ReLU stages of stride 2 (each halves height and width), one dense embedding layer, a logit
+    head (head_width); an Encoder. Strided convolutions rather than max pooling: XLA's max-pool gradient
+    made a training step 6x slower on the CPU.
 
     x: float32[n, height, width, channels]
-    returns (logits float32[n], embedding float32[n, embedding_width])
+    returns (logits float32[n] (two classes) or float32[n, n_classes] (more), embedding
+    float32[n, embedding_width])
     """
 
-    def __init__(self, settings: CNNSettings, feature_shape: Sequence[int], *, rngs: nnx.Rngs):
+    def __init__(
+        self, settings: CNNSettings, feature_shape: Sequence[int], *, rngs: nnx.Rngs, n_classes: int = 2
+    ):
         if len(feature_shape) != 3:
             raise ValueError(
                 "model=cnn needs image features of shape (height, width, channels), "
@@ -49,11 +52,12 @@ class CNN(nnx.Module):
         for _ in self.settings.channels:
             height, width = -(-height // 2), -(-width // 2)
         self.dense = nnx.Linear(height * width * sizes[-1], self.embedding_width, rngs=rngs)
-        self.head = nnx.Linear(self.embedding_width, 1, rngs=rngs)
+        self.head = nnx.Linear(self.embedding_width, head_width(n_classes), rngs=rngs)
+        self.n_classes = n_classes
 
     def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
         h = x
         for conv in self.convs:
             h = jax.nn.relu(conv(h))
         embedding = jax.nn.relu(self.dense(jnp.reshape(h, (h.shape[0], -1))))
-        return self.head(embedding)[:, 0], embedding
+        return head_logits(self.head(embedding), self.n_classes), embedding

@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from llp_jax.models.encoder import static_settings
+from llp_jax.models.encoder import head_logits, head_width, static_settings
 
 
 class MLPSettings(NamedTuple):
@@ -22,13 +22,16 @@ class MLPSettings(NamedTuple):
 
 
 class MLP(nnx.Module):
-    """ReLU MLP with a scalar logit head; an Encoder.
+    """ReLU MLP with a logit head (llp_jax.models.encoder.head_width); an Encoder.
 
     x: float32[n, *feature_shape] (flattened to (n, prod(feature_shape)))
-    returns (logits float32[n], embedding float32[n, widths[embedding_layer]])
+    returns (logits float32[n] (two classes) or float32[n, n_classes] (more), embedding
+    float32[n, widths[embedding_layer]])
     """
 
-    def __init__(self, settings: MLPSettings, feature_shape: Sequence[int], *, rngs: nnx.Rngs):
+    def __init__(
+        self, settings: MLPSettings, feature_shape: Sequence[int], *, rngs: nnx.Rngs, n_classes: int = 2
+    ):
         settings = static_settings(settings)
         widths, embedding_layer = settings.widths, settings.embedding_layer
         if not widths:
@@ -44,7 +47,8 @@ class MLP(nnx.Module):
         self.hidden = nnx.List(
             [nnx.Linear(a, b, rngs=rngs) for a, b in zip(sizes[:-1], sizes[1:], strict=True)]
         )
-        self.head = nnx.Linear(sizes[-1], 1, rngs=rngs)
+        self.head = nnx.Linear(sizes[-1], head_width(n_classes), rngs=rngs)
+        self.n_classes = n_classes
         self.embedding_layer = embedding_layer % len(widths)
         self.embedding_width = widths[embedding_layer]
 
@@ -55,4 +59,4 @@ class MLP(nnx.Module):
             h = jax.nn.relu(layer(h))
             if index == self.embedding_layer:
                 embedding = h
-        return self.head(h)[:, 0], embedding
+        return head_logits(self.head(h), self.n_classes), embedding

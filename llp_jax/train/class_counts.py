@@ -1,7 +1,8 @@
 """K-class label proportions (issue 26): a bag releases its count vector k_b in N^K (sum = |b|).
 
 The count likelihood and DLLP's cross-entropy of K-class bags, and the host-side check of the counts
-(DESIGN.md section 8). Logits are laid out like the bags with the classes last: float32[n_bags, width, K],
+(DESIGN.md section 8), and the losses that take either kind of logits (`proportion_loss`, `count_loss`).
+Logits are laid out like the bags with the classes last: float32[n_bags, width, K],
 with mask bool[n_bags, width] marking the real members; padding slots never contribute.
 """
 
@@ -12,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from llp_jax.train.count_likelihood import count_log_likelihood
-from llp_jax.train.losses import PROBABILITY_EPS
+from llp_jax.train.losses import PROBABILITY_EPS, bag_proportion_bce
 
 
 def one_vs_rest_log_odds(logits: jax.Array) -> jax.Array:
@@ -77,6 +78,24 @@ def bag_proportion_cross_entropy_per_bag(
 def bag_proportion_cross_entropy(logits: jax.Array, mask: jax.Array, proportions: jax.Array) -> jax.Array:
     """DLLP's K-class loss: the mean over bags of `bag_proportion_cross_entropy_per_bag`. Returns a scalar."""
     return jnp.mean(bag_proportion_cross_entropy_per_bag(logits, mask, proportions))
+
+
+def proportion_loss(logits: jax.Array, mask: jax.Array, proportions: jax.Array) -> jax.Array:
+    """DLLP's loss for either kind of logits: losses.bag_proportion_bce for binary ones float32[b, m]
+    (proportions float32[b]), `bag_proportion_cross_entropy` for K-class ones float32[b, m, K]
+    (proportions float32[b, K]). Returns a scalar."""
+    if logits.ndim == 3:
+        return bag_proportion_cross_entropy(logits, mask, proportions)
+    return bag_proportion_bce(logits, mask, proportions)
+
+
+def count_loss(logits: jax.Array, mask: jax.Array, counts: jax.Array) -> jax.Array:
+    """CountLoss for either kind of logits: minus the mean over bags of the exact count log-likelihood
+    (binary logits float32[b, m], counts float32[b]) or of `class_count_log_likelihood` (K-class logits
+    float32[b, m, K], counts float32[b, K]). Returns a scalar."""
+    if logits.ndim == 3:
+        return -jnp.mean(class_count_log_likelihood(logits, mask, counts))
+    return -jnp.mean(count_log_likelihood(logits, mask, counts))
 
 
 def check_class_counts(counts: np.ndarray, sizes: np.ndarray, n_classes: int) -> np.ndarray:

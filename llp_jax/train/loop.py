@@ -19,17 +19,19 @@ from llp_jax.compile_clock import compile_stage
 from llp_jax.data.bags import Bags
 from llp_jax.sharding import constrain_replicated, constrain_rows, replicate, shard_rows
 from llp_jax.train.checkpoints import FitCheckpoints
+from llp_jax.train.class_counts import bag_proportion_cross_entropy_per_bag, class_count_log_likelihood
 from llp_jax.train.count_likelihood import count_log_likelihood
 from llp_jax.train.losses import proportion_bce_per_bag
-from llp_jax.train.metrics import roc_auc
+from llp_jax.train.metrics import ranking_auc
 from llp_jax.train.settings import SelectOn, TrainSettings, check_train_settings
 
 
 class BagBatch(NamedTuple):
     """What a loss sees of one batch of bags.
 
-    mask: bool[b, m]; proportions: float32[b]; sizes: int32[b];
-    targets: float32[b, m] instance targets (true labels, pseudo-labels or zeros where a method has none).
+    mask: bool[b, m]; proportions: float32[b] (K classes: float32[b, K]); sizes: int32[b];
+    targets: float32[b, m] (K classes: float32[b, m, K]) instance targets (true labels, pseudo-labels or
+    zeros where a method has none).
     """
 
     mask: jax.Array
@@ -38,14 +40,15 @@ class BagBatch(NamedTuple):
     targets: jax.Array
 
 
-# loss(model, logits float32[b, m], embedding float32[b, m, e], batch) -> scalar; the model is passed for
+# loss(model, logits float32[b, m] (K classes: [b, m, K]), embedding float32[b, m, e], batch) -> scalar; the
+# model is passed for
 # losses with parameters of their own beyond the encoder's outputs (a bag-level head).
 BagLoss = Callable[[nnx.Module, jax.Array, jax.Array, BagBatch], jax.Array]
 
 
 class TrainInputs(NamedTuple):
-    """x: float32[n, *f]; bags over its rows; targets: float32[n] instance targets for the loss, or None
-    (the loss then sees zeros)."""
+    """x: float32[n, *f]; bags over its rows; targets: float32[n] (K classes: float32[n, K], class
+    distributions) instance targets for the loss, or None (the loss then sees zeros)."""
 
     x: np.ndarray
     bags: Bags
@@ -91,7 +94,8 @@ def _forward(graphdef, state, x):
 
 
 def predict(model: nnx.Module, x: np.ndarray, batch_size: int = 8192) -> tuple[np.ndarray, np.ndarray]:
-    """Run the encoder over x in chunks: (logits float32[n], embedding float32[n, e]) as host arrays."""
+    """Run the encoder over x in chunks: (logits float32[n] (K classes: [n, K]), embedding float32[n, e]) as
+    host arrays."""
     graphdef, state = nnx.split(model)
     logits, embeddings = [], []
     for start in range(0, len(x), batch_size):
@@ -125,7 +129,8 @@ def bucket_widths(sizes: np.ndarray) -> np.ndarray:
 
 
 def _buckets(bags: Bags, targets: np.ndarray, widths: np.ndarray, batch_size: int) -> list[_Bucket]:
-    """One _Bucket per distinct width, in increasing width; targets: float32[n_rows] instance targets."""
+    """One _Bucket per distinct width, in increasing width; targets: float32[n_rows] (K classes:
+    float32[n_rows, K]) instance targets."""
     buckets = []
     for width in np.unique(widths):
         index = np.flatnonzero(widths == width)
@@ -164,7 +169,8 @@ def _make_step(graphdef, tx: optax.GradientTransformation, loss: BagLoss) -> Ste
             model = nnx.merge(graphdef, p)
             logits, embedding = model(inputs)
             embedding = embedding.reshape(per_batch, max_size, -1)
-            return loss(model, logits.reshape(per_batch, max_size), embedding, batch, **(loss_data or {}))
+            logits = logits.reshape(per_batch, max_size, *logits.shape[1:])  # K classes: a class axis last
+            return loss(model, logits, embedding, batch, **(loss_data or {}))
 
         value, grads = jax.value_and_grad(loss_of)(params)
         updates, opt_state = tx.update(grads, opt_state, params)
@@ -293,12 +299,18 @@ def check_training_loss(
 
 def validation_bag_scores(logits: np.ndarray, bags: Bags) -> dict[str, np.ndarray]:
     """Each validation bag's criteria for logits float32[n_val]: "val_bag_loss", the proportion
-    cross-entropy, and "val_count_nll", -log P(count) (Poisson-binomial), each float32[n_bags]."""
+    cross-entropy, and "val_count_nll", -log P(count) (Poisson-binomial), each float32[n_bags]. For K
+    classes (logits float32[n_val, K], counts float32[n_bags, K]) the K-class proportion cross-entropy and
+    minus the composite count log-likelihood (llp_jax.train.class_counts)."""
     bag_logits, mask = jnp.asarray(logits)[bags.members], jnp.asarray(bags.mask)
-    return {
-        "val_bag_loss": np.asarray(proportion_bce_per_bag(bag_logits, mask, jnp.asarray(bags.proportions))),
-        "val_count_nll": -np.asarray(count_log_likelihood(bag_logits, mask, jnp.asarray(bags.counts))),
-    }
+    proportions, counts = jnp.asarray(bags.proportions), jnp.asarray(bags.counts)
+    if bag_logits.ndim == 3:
+        bag_loss = bag_proportion_cross_entropy_per_bag(bag_logits, mask, proportions)
+        count_ll = class_count_log_likelihood(bag_logits, mask, counts)
+    else:
+        bag_loss = proportion_bce_per_bag(bag_logits, mask, proportions)
+        count_ll = count_log_likelihood(bag_logits, mask, counts)
+    return {"val_bag_loss": np.asarray(bag_loss), "val_count_nll": -np.asarray(count_ll)}
 
 
 def selection_scores(model: nnx.Module, val: ValInputs, settings: TrainSettings) -> dict[str, float]:
@@ -314,7 +326,7 @@ def selection_scores(model: nnx.Module, val: ValInputs, settings: TrainSettings)
     if settings.select_on == SelectOn.val_count_nll:
         scores["selection_loss"] = scores["val_count_nll"]
     if settings.select_on == SelectOn.val_instances:
-        scores["val_instance_auc"] = roc_auc(val.labels, logits)
+        scores["val_instance_auc"] = ranking_auc(val.labels, logits)
         scores["selection_loss"] = -scores["val_instance_auc"]
     return scores
 
@@ -343,7 +355,9 @@ def train_encoder(
             "train.select_on='val_instances' needs validation instance labels, and this dataset has none"
         )
     log = log or (lambda record: None)
-    targets = np.zeros(len(train.x), np.float32) if train.targets is None else train.targets
+    targets = train.targets
+    if targets is None:  # K classes: a class axis, as the loss's batch.targets has
+        targets = np.zeros((len(train.x), *([train.bags.n_classes] if train.bags.n_classes > 2 else [])))
     widths = bucket_widths(train.bags.sizes)
     buckets = _buckets(train.bags, np.asarray(targets, np.float32), widths, settings.batch_size)
     graphdef, params = nnx.split(model)

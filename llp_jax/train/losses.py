@@ -1,7 +1,8 @@
 """Losses over batches of whole bags.
 
-Every loss takes logits laid out like the bags: float32[n_bags, max_size], with mask bool[n_bags, max_size]
-marking the real members; padding slots never contribute.
+Every loss takes logits laid out like the bags: float32[n_bags, max_size] (K classes: float32[n_bags,
+max_size, K]), with mask bool[n_bags, max_size] marking the real members; padding slots never contribute.
+The K-class bag losses are in llp_jax.train.class_counts.
 """
 
 from __future__ import annotations
@@ -19,6 +20,25 @@ def instance_bce(logits: jax.Array, targets: jax.Array, mask: jax.Array) -> jax.
     """
     per_instance = targets * jax.nn.softplus(-logits) + (1.0 - targets) * jax.nn.softplus(logits)
     return jnp.sum(jnp.where(mask, per_instance, 0.0)) / jnp.maximum(jnp.sum(mask), 1)
+
+
+def instance_cross_entropy(logits: jax.Array, targets: jax.Array, mask: jax.Array) -> jax.Array:
+    """Mean K-class cross-entropy -sum_c t_c log softmax(l)_c of the members against instance targets,
+    class distributions (one-hot labels or soft pseudo-labels); for K = 2 it equals `instance_bce` of the
+    log-odds l_1 - l_0 against t_1.
+
+    logits, targets: float32[n_bags, max_size, K]; mask: bool[n_bags, max_size]. Returns a scalar.
+    """
+    per_instance = -jnp.sum(targets * jax.nn.log_softmax(logits, axis=-1), axis=-1)
+    return jnp.sum(jnp.where(mask, per_instance, 0.0)) / jnp.maximum(jnp.sum(mask), 1)
+
+
+def instance_loss(logits: jax.Array, targets: jax.Array, mask: jax.Array) -> jax.Array:
+    """`instance_bce` for binary logits float32[b, m], `instance_cross_entropy` for K-class ones
+    float32[b, m, K] (targets shaped alike). Returns a scalar."""
+    if logits.ndim == 3:
+        return instance_cross_entropy(logits, targets, mask)
+    return instance_bce(logits, targets, mask)
 
 
 def bag_mean_probability(logits: jax.Array, mask: jax.Array) -> jax.Array:

@@ -48,13 +48,39 @@ def log_loss(labels: np.ndarray, probabilities: np.ndarray, eps: float = 1e-7) -
 
 
 def classification_metrics(labels: np.ndarray, logits: np.ndarray, prefix: str) -> dict[str, float]:
-    """{prefix_auc, prefix_accuracy, prefix_log_loss} from instance labels and logits."""
+    """{prefix_auc, prefix_accuracy, prefix_log_loss} from instance labels int[n] and logits float[n]; for
+    K-class logits float[n, K], `multiclass_metrics` of their softmax."""
+    if np.ndim(logits) == 2:
+        return multiclass_metrics(labels, softmax(logits), prefix)
     probabilities = 1.0 / (1.0 + np.exp(-np.asarray(logits, dtype=np.float64)))
     return {
         f"{prefix}_auc": roc_auc(labels, logits),
         f"{prefix}_accuracy": accuracy(labels, probabilities),
         f"{prefix}_log_loss": log_loss(labels, probabilities),
     }
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """float64[n, K]: the softmax of logits float[n, K] along the classes, computed stably."""
+    shifted = np.asarray(logits, dtype=np.float64) - np.max(logits, axis=-1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=-1, keepdims=True)
+
+
+def ranking_auc(labels: np.ndarray, logits: np.ndarray) -> float:
+    """How well logits rank the labels: `roc_auc` for logits float[n] (labels in {0, 1}), the one-vs-rest
+    macro AUC of `multiclass_metrics` for logits float[n, K] (labels in 0..K-1)."""
+    if np.ndim(logits) == 2:
+        return macro_auc(*_check_multiclass(labels, softmax(logits)))
+    return roc_auc(labels, logits)
+
+
+def macro_auc(labels: np.ndarray, probabilities: np.ndarray) -> float:
+    """The mean one-vs-rest `roc_auc` of P(class c) over the classes present with some other class present
+    too (NaN when fewer than two classes are). labels: int[n] in 0..K-1; probabilities: float[n, K]."""
+    present = [c for c in range(probabilities.shape[1]) if 0 < np.sum(labels == c) < labels.size]
+    aucs = [roc_auc((labels == c).astype(np.int64), probabilities[:, c]) for c in present]
+    return float(np.mean(aucs)) if aucs else float("nan")
 
 
 def _check_multiclass(labels: np.ndarray, probabilities: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -101,9 +127,8 @@ def multiclass_metrics(
     """{prefix_accuracy, prefix_macro_f1, prefix_macro_auc, prefix_log_loss} of K-class predictions.
 
     accuracy: of the argmax (the first class on a tie). macro_f1: the mean F1 over the classes that occur
-    among the labels or the predictions (scikit-learn's default). macro_auc: the mean one-vs-rest
-    `roc_auc` of P(class c) over the classes present with some other class present too (NaN when fewer
-    than two classes are). log_loss: the mean -log P(true class), clipped to [eps, 1 - eps] as `log_loss`.
+    among the labels or the predictions (scikit-learn's default). macro_auc: `macro_auc`. log_loss: the
+    mean -log P(true class), clipped to [eps, 1 - eps] as `log_loss`.
     labels: int[n] in 0..K-1; probabilities: float[n, K].
     """
     labels, probabilities = _check_multiclass(labels, probabilities)
@@ -112,12 +137,10 @@ def multiclass_metrics(
     hits = np.diag(matrix)
     f1_denominator = matrix.sum(axis=0) + matrix.sum(axis=1)  # 2 TP + FP + FN
     occurring = f1_denominator > 0
-    present = [c for c in range(n_classes) if 0 < np.sum(labels == c) < labels.size]
-    aucs = [roc_auc((labels == c).astype(np.int64), probabilities[:, c]) for c in present]
     truth = np.clip(probabilities[np.arange(labels.size), labels], eps, 1.0 - eps)
     return {
         f"{prefix}_accuracy": float(hits.sum() / labels.size),
         f"{prefix}_macro_f1": float(np.mean(2.0 * hits[occurring] / f1_denominator[occurring])),
-        f"{prefix}_macro_auc": float(np.mean(aucs)) if aucs else float("nan"),
+        f"{prefix}_macro_auc": macro_auc(labels, probabilities),
         f"{prefix}_log_loss": float(-np.mean(np.log(truth))),
     }

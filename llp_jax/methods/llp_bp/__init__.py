@@ -35,6 +35,7 @@ from llp_jax.methods.llp_bp.settings import (
     ScheduleSettings,
     candidate_schedule,
     check_schedule,
+    runnable_candidates,
 )
 from llp_jax.methods.registry import register
 from llp_jax.train.loop import TrainingDiverged, TrainResult
@@ -60,7 +61,7 @@ __all__ = [
 ]
 
 
-@register("llp_bp", LLPBPSettings)
+@register("llp_bp", LLPBPSettings, multiclass=True)
 def fit(
     data: Dataset,
     train_bags: Bags,
@@ -72,13 +73,19 @@ def fit(
     """Run the rounds of LLP-BP (`fit_schedule`), or with schedule.candidates the candidates in turn
     (records tagged "candidate": its index, all from the same `key`; event candidate_end or
     candidate_failed for each that ran, then chosen): with choose_by=first until one runs to the end,
-    which is returned; otherwise all, and the one that choose_by picks on the validation bags."""
+    which is returned; otherwise all, and the one that choose_by picks on the validation bags. A candidate
+    that cannot run on the data's classes (`runnable_candidates`: EasyLLP on K > 2 classes) is skipped
+    (event candidate_skipped)."""
     schedule = settings.schedule
     if not schedule.candidates:
         return fit_schedule(data, train_bags, val_bags, settings, key, log)
     results, scores, failures = {}, {}, []
-    for index, candidate in enumerate(schedule.candidates):
+    for index, candidate, obstacle in runnable_candidates(schedule, data.n_classes):
         log_candidate = tagged(log, "candidate", index)
+        if obstacle is not None:
+            logger.info("candidate %d (%r) skipped: %s", index, candidate, obstacle)
+            log_candidate({"event": "candidate_skipped", "schedule": candidate, "reason": obstacle})
+            continue
         candidate_settings = replace(settings, schedule=candidate_schedule(schedule, candidate))
         try:
             result = fit_schedule(data, train_bags, val_bags, candidate_settings, key, log_candidate)

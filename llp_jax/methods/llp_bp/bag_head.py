@@ -11,9 +11,11 @@ from llp_jax.data.dataset import Dataset
 from llp_jax.methods.common import fresh_encoder
 from llp_jax.methods.llp_bp.settings import LLPBPSettings
 from llp_jax.models import Encoder
+from llp_jax.models.encoder import head_logits, head_width
 from llp_jax.streams import stream_key
+from llp_jax.train.class_counts import proportion_loss
 from llp_jax.train.loop import BagBatch
-from llp_jax.train.losses import bag_proportion_bce, instance_bce
+from llp_jax.train.losses import instance_loss
 
 
 class WithBagHead(nnx.Module):
@@ -22,7 +24,8 @@ class WithBagHead(nnx.Module):
 
     def __init__(self, encoder: Encoder, *, rngs: nnx.Rngs):
         self.encoder = encoder
-        self.bag_head = nnx.Linear(encoder.embedding_width, 1, rngs=rngs)
+        self.bag_head = nnx.Linear(encoder.embedding_width, head_width(encoder.n_classes), rngs=rngs)
+        self.n_classes = encoder.n_classes
 
     def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
         return self.encoder(x)
@@ -31,15 +34,17 @@ class WithBagHead(nnx.Module):
 def pseudo_label_loss(
     model, logits, embedding, batch: BagBatch, lambda_agg: float, lambda_bag: float = 0.0
 ) -> jax.Array:
-    """BCE against the pseudo-labels, plus lambda_agg * BCE(k_b/|b|, bag_head(mean embedding of b)), plus
-    lambda_bag * BCE(k_b/|b|, mean prediction of b) (DLLP's loss on the encoder's own predictions)."""
-    value = instance_bce(logits, batch.targets, batch.mask)
+    """Cross-entropy against the pseudo-labels, plus lambda_agg * CE(k_b/|b|, bag_head(mean embedding of
+    b)), plus lambda_bag * CE(k_b/|b|, mean prediction of b) (DLLP's loss on the encoder's own
+    predictions); binary or K-class as the logits are (llp_jax.train.losses.instance_loss)."""
+    value = instance_loss(logits, batch.targets, batch.mask)
     if lambda_bag > 0:
-        value = value + lambda_bag * bag_proportion_bce(logits, batch.mask, batch.proportions)
+        value = value + lambda_bag * proportion_loss(logits, batch.mask, batch.proportions)
     if lambda_agg > 0:
         weights = batch.mask[..., None] / batch.sizes[:, None, None]
-        bag_logits = model.bag_head((embedding * weights).sum(axis=1))
-        value = value + lambda_agg * bag_proportion_bce(bag_logits, batch.mask[:, :1], batch.proportions)
+        # one member per bag, its mean embedding: logits float32[b, 1] (K classes: [b, 1, K])
+        bag_logits = head_logits(model.bag_head((embedding * weights).sum(axis=1)), model.n_classes)[:, None]
+        value = value + lambda_agg * proportion_loss(bag_logits, batch.mask[:, :1], batch.proportions)
     return value
 
 

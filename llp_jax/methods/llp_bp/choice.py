@@ -12,7 +12,7 @@ from llp_jax.methods.llp_bp.settings import ChooseBy, LLPBPSettings
 from llp_jax.models import Encoder
 from llp_jax.train.calibration import fit_to_counts
 from llp_jax.train.loop import predict, validation_bag_scores
-from llp_jax.train.metrics import roc_auc
+from llp_jax.train.metrics import ranking_auc
 
 
 def choose_candidate(per_bag: np.ndarray, choose_by: ChooseBy) -> int:
@@ -52,9 +52,10 @@ def calibrated_val_scores(encoder: Encoder, data: Dataset, train_bags: Bags, val
     """Per-validation-bag count NLL float32[n_val_bags] of the encoder's logits rescaled to the training
     bag counts (fit_to_counts) first: a round trained on hard or soft pseudo-labels is overconfident, a
     bag-level warm start squeezed towards the prior, and raw NLLs would compare their scales, not their
-    rankings."""
-    calibration = fit_to_counts(predict(encoder, data.train.x, batch)[0], train_bags)
-    val_logits = calibration.apply(predict(encoder, data.val.x, batch)[0])
+    rankings. K classes: the raw logits' criterion (the count fit is binary)."""
+    val_logits = predict(encoder, data.val.x, batch)[0]
+    if val_logits.ndim == 1:  # K classes: uncalibrated (the count fit is binary)
+        val_logits = fit_to_counts(predict(encoder, data.train.x, batch)[0], train_bags).apply(val_logits)
     return validation_bag_scores(val_logits, val_bags)["val_count_nll"]
 
 
@@ -68,5 +69,5 @@ def candidate_scores(model: Encoder, data: Dataset, val_bags: Bags, settings: LL
     record.update({f"{name}_per_bag": values.tolist() for name, values in per_bag.items()})
     if data.test.y is not None:
         test_logits, _ = predict(model, data.test.x, settings.train.eval_batch_size)
-        record["oracle/test_auc"] = roc_auc(data.test.y, test_logits)
+        record["oracle/test_auc"] = ranking_auc(data.test.y, test_logits)
     return per_bag["val_count_nll"], record

@@ -20,9 +20,12 @@ logger = logging.getLogger("llp_jax")
 
 def pseudo_labels(marginals: np.ndarray, bags: Bags, schedule: ScheduleSettings) -> np.ndarray:
     """What the round's encoder trains on, float32[n] from the BP marginals float32[n]: the marginals
-    themselves (soft), marginal > tau (threshold) or the top round(k_b) of each bag (topk)."""
+    themselves (soft), marginal > tau (threshold) or the top round(k_b) of each bag (topk). K classes,
+    marginals float32[n, K]: the marginals (soft) or the one-hot argmax class (threshold), float32[n, K]."""
     if schedule.labels == PseudoLabels.soft:
         return marginals.astype(np.float32)
+    if marginals.ndim == 2:  # topk is refused for K classes (multiclass_obstacle)
+        return np.eye(marginals.shape[1], dtype=np.float32)[marginals.argmax(axis=1)]
     if schedule.labels == PseudoLabels.threshold:
         return (marginals > schedule.threshold).astype(np.float32)
     return top_k_labels(marginals, bags)

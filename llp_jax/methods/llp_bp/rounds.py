@@ -25,7 +25,7 @@ from llp_jax.models import Encoder, rescale_logits
 from llp_jax.streams import stream_key
 from llp_jax.train.calibration import fit_to_counts
 from llp_jax.train.loop import TrainResult, predict
-from llp_jax.train.metrics import roc_auc
+from llp_jax.train.metrics import ranking_auc
 
 logger = logging.getLogger("llp_jax")
 
@@ -83,7 +83,7 @@ def fit_schedule(
     if schedule.warm_start_gate > 0 and schedule.warm_start != "none" and rounds[-1][2] is result:
         result = gate(rounds[0][2], result, data, train_bags, val_bags, settings, log)
     encoder = encoder_of(result.model)
-    if schedule.calibrate:
+    if schedule.calibrate and data.n_classes == 2:  # the count fit is binary (DESIGN.md section 8)
         calibration = calibrate_head(encoder, x, train_bags, settings.train.eval_batch_size)
         log({"event": "output_calibration", **calibration})
     return result._replace(model=encoder)
@@ -118,7 +118,9 @@ def gate(
     }
     if data.test.y is not None:  # diagnostics only, never used to choose
         for name, encoder in (("warm_start", warm_encoder), ("last_round", last_encoder)):
-            record[f"oracle/{name}_test_auc"] = roc_auc(data.test.y, predict(encoder, data.test.x, batch)[0])
+            record[f"oracle/{name}_test_auc"] = ranking_auc(
+                data.test.y, predict(encoder, data.test.x, batch)[0]
+            )
     log(record)
     return warm if keep_warm else last
 
@@ -133,7 +135,8 @@ def round_targets(
 ) -> tuple[np.ndarray, dict]:
     """A round's pseudo-labels float32[n_train] and its `bp` record: the graph on covariates
     float32[n_train, d], BP with the unary float32[n_train] (or None), the marginals held to the counts
-    where they miss them (soft labels), the labels."""
+    where they miss them (soft labels), the labels. K classes: the K-state BP, unary and pseudo-labels
+    float32[n_train, K], the marginals not held to the counts (a warning where they miss them)."""
     schedule, progress = settings.schedule, settings.train.progress
     edge_capacity = len(covariates) * settings.graph.k  # a kNN graph of n points has at most n k edges
     graph, graph_time = timed_graph(covariates, settings.graph, progress)
@@ -143,7 +146,18 @@ def round_targets(
     marginals, record = bp_pseudo_labels(
         graph, train_bags, unary, bp, stop_on_count_gap, progress, edge_capacity
     )
-    if schedule.labels == PseudoLabels.soft and abs(record["bp_count_gap"]) > COUNT_GAP_WARNING:
+    multiclass = train_bags.n_classes > 2
+    if (
+        schedule.labels == PseudoLabels.soft
+        and abs(record["bp_count_gap"]) > COUNT_GAP_WARNING
+        and multiclass
+    ):
+        logger.warning(  # the K-class marginals are not tilted to the counts (DESIGN.md section 8)
+            "round %d: BP's marginals miss a class's total count by %.1f%%; the soft pseudo-labels carry it",
+            round_index,
+            100 * record["bp_count_gap"],
+        )
+    elif schedule.labels == PseudoLabels.soft and abs(record["bp_count_gap"]) > COUNT_GAP_WARNING:
         logger.warning(
             "round %d: BP's marginals miss the bag counts by %.1f%%; the soft pseudo-labels are held to "
             "each bag's count (counts_held)",
@@ -159,10 +173,18 @@ def round_targets(
         graph_build_s=graph_time,
         # recall@k of an approximate search (graph.backend=faiss_hnsw) on a sample; none for exact
         **({} if graph.knn_recall is None else {"graph_knn_recall": graph.knn_recall}),
-        predicted_positives=float(targets[members].sum()),
-        known_positives=float(train_bags.counts.sum()),
     )
-    warn_if_inconsistent(round_index, record["predicted_positives"], record["known_positives"])
+    if multiclass:  # per class: the pseudo-labels' counts beside the bags'
+        record.update(
+            predicted_class_counts=targets[members].sum(axis=0).tolist(),
+            known_class_counts=train_bags.counts.sum(axis=0).tolist(),
+        )
+    else:
+        record.update(
+            predicted_positives=float(targets[members].sum()),
+            known_positives=float(train_bags.counts.sum()),
+        )
+        warn_if_inconsistent(round_index, record["predicted_positives"], record["known_positives"])
     if data.train.y is not None:
         record.update(oracle_diagnostics(data.train.y, marginals, graph, train_bags))
     return targets, record

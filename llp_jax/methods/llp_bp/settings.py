@@ -128,6 +128,37 @@ def candidate_schedule(schedule: ScheduleSettings, candidate: str) -> ScheduleSe
     return schedule._replace(**values)
 
 
+def multiclass_obstacle(schedule: ScheduleSettings) -> str | None:
+    """What keeps `schedule` from running on K > 2 classes, or None: EasyLLP (a warm start) and top-k
+    pseudo-labels are binary only. The K-class rounds run the K-state BP (llp_jax.bp.run_potts_bp) and
+    train on its marginals as class distributions (threshold labels: the argmax class)."""
+    if schedule.warm_start == WarmStart.easyllp:
+        return "schedule.warm_start=easyllp is binary only (use dllp or countloss)"
+    if schedule.labels == PseudoLabels.topk:
+        return "schedule.labels=topk is binary only (use soft or threshold)"
+    return None
+
+
+def runnable_candidates(schedule: ScheduleSettings, n_classes: int) -> list[tuple[int, str, str | None]]:
+    """(index, candidate, obstacle) of every candidate of `schedule` (schedule=auto), the obstacle
+    (`multiclass_obstacle`) None where it runs on n_classes classes; ValueError, before anything trains,
+    when none can."""
+    entries = [
+        (
+            index,
+            candidate,
+            multiclass_obstacle(candidate_schedule(schedule, candidate)) if n_classes > 2 else None,
+        )
+        for index, candidate in enumerate(schedule.candidates)
+    ]
+    if entries and all(obstacle is not None for _, _, obstacle in entries):
+        raise ValueError(
+            f"no schedule.candidates entry runs on {n_classes} classes: "
+            + "; ".join(f"{candidate!r}: {obstacle}" for _, candidate, obstacle in entries)
+        )
+    return entries
+
+
 @dataclass(frozen=True)
 class LLPBPSettings(FitSettings):
     """LLP-BP reads, beyond the encoder and its training, the graph, bp and schedule config groups."""
@@ -144,3 +175,8 @@ class LLPBPSettings(FitSettings):
 
     def check_data(self, data: Dataset, train_bags: Bags) -> None:
         check_graph_fits(self.graph, data.train.n)
+        if data.n_classes > 2 and not self.schedule.candidates:
+            obstacle = multiclass_obstacle(self.schedule)
+            if obstacle is not None:
+                raise ValueError(f"these data have {data.n_classes} classes, and {obstacle}")
+        runnable_candidates(self.schedule, data.n_classes)
