@@ -260,6 +260,20 @@ CASES = {
         r"graph.k=5000 is not below the 980 training rows the similarity graph joins .* use graph.k < 980",
         stage="load",
     ),
+    "method-binary-only": Case(
+        ("debug=fast", "method=easyllp", "dataset.n_classes=4"),
+        ValueError,
+        r"method=easyllp trains on two classes only and these data have 4; choose one of \['countloss', "
+        r"'dllp', 'llp_bp', 'supervised'\]",
+        stage="load",
+    ),
+    "schedule-binary-only": Case(
+        settings("schedule=easyllp_warm", "dataset.n_classes=4"),
+        ValueError,
+        r"these data have 4 classes, and schedule.warm_start=easyllp is binary only "
+        r"\(use dllp or countloss\)",
+        stage="load",
+    ),
     "dataset-val-fraction": Case(
         files("dataset.val_fraction=1.5"),
         ValueError,
