@@ -453,8 +453,8 @@ def test_files_long_validation_class_unknown_to_training(tmp_path):
     write(tmp_path, train=TRAIN, bags=LONG, test=TEST.format("ant", "bee", "cat"), val=val, val_bags=val_bags)
     with pytest.raises(
         ValueError,
-        match=r"val_bags.csv: class\(es\) \['dog'\] in column 'class' are not among the training bag table's "
-        r"classes \['ant', 'bee', 'cat'\]",
+        match=r"val_bags.csv: class column 'class' holds class\(es\) \['dog'\] that are not among the bag "
+        r"tables' classes \['ant', 'bee', 'cat'\]",
     ):
         load_files(tmp_path, class_column="class", val_path="val.csv", val_bags_path="val_bags.csv")
 

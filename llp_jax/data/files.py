@@ -272,13 +272,7 @@ def _long_counts(
                 f"{classes.tolist()}; K-class tables need 3 or more: for two classes write one row per bag "
                 "with the positive class's count (count_column) and leave class_column null"
             )
-    codes = pd.Index(classes).get_indexer(values)
-    if (codes < 0).any():
-        unknown = pd.unique(values[codes < 0])
-        raise ValueError(
-            f"{path}: class(es) {unknown[:5].tolist()} in column {form.class_column!r} are not among the "
-            f"training bag table's classes {classes.tolist()}; use the same class values in both tables"
-        )
+    codes = _class_codes(values, classes, f"{path}: class column {form.class_column!r} holds class(es)")
     repeated = pd.Series(list(zip(ids, codes, strict=True))).duplicated().to_numpy()
     if repeated.any():
         row = int(np.flatnonzero(repeated)[0])
@@ -302,12 +296,19 @@ def _test_labels(labels: pd.Series, column: str, path: Path, classes: np.ndarray
                 f"{path}: label column {column!r} must hold 0 or 1, found {np.unique(labels)[:10]}"
             )
         return labels.to_numpy().astype(np.int32)
-    codes = pd.Index(classes).get_indexer(labels)
+    return _class_codes(labels, classes, f"{path}: label column {column!r} holds label(s)")
+
+
+def _class_codes(values: pd.Series, classes: np.ndarray, where: str) -> np.ndarray:
+    """int32[n]: the index of each of `values` among `classes` (the K class values of the training bag
+    table); ValueError naming the values that are not, after `where` (the table, its column and what it
+    holds)."""
+    codes = pd.Index(classes).get_indexer(values)
     if (codes < 0).any():
-        unknown = pd.unique(labels[codes < 0])
+        unknown = pd.unique(values[codes < 0])
         raise ValueError(
-            f"{path}: label column {column!r} holds label(s) {unknown[:10].tolist()} that are not among the "
-            f"bag tables' classes {classes.tolist()}; use the class values of the bag tables"
+            f"{where} {unknown[:10].tolist()} that are not among the bag tables' classes {classes.tolist()}; "
+            "use the class values of the training bag table"
         )
     return codes.astype(np.int32)
 
