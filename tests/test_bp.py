@@ -282,6 +282,7 @@ TEMPERED = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "bag_factor, hard",
     [
@@ -430,6 +431,7 @@ def reordering_bound(problem, settings, n_iters):
     return n_iters * max(float32_sum_error(k, s) for k, s in zip(terms, total, strict=True))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("bag_factor", list(BAG_FACTORS))
 def test_padding_edges_change_no_result(bag_factor):
     """The same problem with its edges padded to a bucket, padded for 1,000 edges, and cut back to the
@@ -690,6 +692,7 @@ def test_count_messages_of_padded_bags_match_enumeration(hard, summation):
         assert np.all(out[b, len(row) :] == 0.0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("lambda_b", [0.1, 10.0, 1e4])
 @pytest.mark.parametrize("hard", [False, True], ids=["soft", "hard"])
 def test_count_messages_match_float64_dp_on_larger_bags(lambda_b, hard, summation):

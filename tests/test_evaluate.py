@@ -27,6 +27,7 @@ def finished_run(tmp_path_factory) -> Path:
     return folder
 
 
+@pytest.mark.slow
 def test_eval_gives_the_test_metrics_of_the_run(finished_run, tmp_path, capsys):
     main([str(finished_run)])
     scored = json.loads(capsys.readouterr().out)

@@ -63,6 +63,7 @@ def test_same_seed_gives_identical_metrics(compose_config, tmp_path):
     assert other["test_log_loss"] != runs[0]["test_log_loss"]
 
 
+@pytest.mark.slow
 def test_the_second_seed_of_a_sweep_in_one_process_compiles_nothing(compose_config, tmp_path):
     """metrics.json holds this process's compile seconds by stage (llp_jax.compile_clock); the jobs of a
     sweep that Hydra runs in one process differ in the seed alone, and every shape of an LLP-BP run (bags,
@@ -227,6 +228,7 @@ def test_the_optimized_metric_is_a_validation_criterion(compose_config, tmp_path
     assert summary["selection_loss"] == pytest.approx(summary["val_count_nll"], rel=1e-5)
 
 
+@pytest.mark.slow
 def test_the_returned_models_criterion_is_in_metrics_json_and_returned_to_hydra(tmp_path, monkeypatch):
     """LLP-BP returns its last round (or its warm start) recalibrated on the training bag counts: the
     selection_loss of metrics.json, and the number the run returns to Hydra (what a sweeper minimises), is

@@ -110,6 +110,7 @@ def test_cosine_zero_vectors_are_at_distance_one():
     assert_valid_neighbours(z, result, 3, "cosine")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("metric", METRICS)
 @pytest.mark.parametrize(
     ("block_size", "chunk_size", "max_block_bytes", "group_size"),
@@ -357,6 +358,7 @@ def test_median_lengthscale_and_pruning():
     np.testing.assert_allclose(pruned.weights, np.asarray(graph.weights)[keep])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size", [*range(1, 40), 1000, 1001])
 def test_the_median_lengthscale_is_jnps_median(size):
     """Found on the host (no program per edge count), it must be the value jnp.median gives (the oracle;

@@ -269,7 +269,7 @@ def test_the_warm_start_is_better_only_at_the_significance_level():
     assert not better and t == pytest.approx(3.0) and p == pytest.approx(0.1024, abs=1e-4)
 
 
-@pytest.mark.parametrize("gate", [0.0, 0.025])
+@pytest.mark.parametrize("gate", [pytest.param(0.0, marks=pytest.mark.slow), 0.025])
 def test_rounds_on_random_labels_give_way_to_the_warm_start(gate, compose_config, tmp_path, monkeypatch):
     """Rounds trained on coin flips rank no better than chance, a DLLP warm start well (test AUC 0.91 on
     this synthetic data): the gate returns the warm start (t about 7.6 over 225 validation bags, p far

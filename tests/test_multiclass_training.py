@@ -135,7 +135,15 @@ def test_methods_say_whether_they_take_k_classes():
 K_CLASS = ["dataset.n_classes=4", "dataset.cluster_std=0.3", "train.epochs=4", "train.learning_rate=0.01"]
 
 
-@pytest.mark.parametrize("method", ["supervised", "dllp", "countloss", "llp_bp"])
+@pytest.mark.parametrize(
+    "method",
+    [
+        pytest.param("supervised", marks=pytest.mark.slow),
+        "dllp",
+        pytest.param("countloss", marks=pytest.mark.slow),
+        "llp_bp",
+    ],
+)
 def test_a_k_class_run_trains_and_reports_k_class_test_metrics(method, compose_config, tmp_path):
     """Every K-class method runs from the config to metrics.json on 4-class data and learns something:
     its macro AUC is above chance (0.5; 450 test rows, a standard error of about 0.02)."""

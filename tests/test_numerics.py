@@ -71,6 +71,7 @@ def clustered_points(rng, n, n_clusters=6, d=4):
 # The lambda grid
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("bag_factor, hard", FACTORS, ids=FACTOR_IDS)
 def test_bp_is_finite_over_the_lambda_grid(bag_factor, hard):
     """A kNN graph of 48 points and bags of 1 to 16 members, among them all-zero and all-one bags, for
@@ -224,6 +225,7 @@ def lone_bag_oracle(unary, count, lambda_b, hard):
         return 1.0 / (1.0 + np.exp(-(unary + message)))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "sizes, hard",
     [
@@ -355,6 +357,7 @@ def constant_features(name, rng, n):
 CONSTANT = ["one column", "all columns", "zero rows"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("metric", ["cosine", "euclidean"])
 @pytest.mark.parametrize("name", CONSTANT)
 def test_graph_and_bp_of_constant_features_are_finite(name, metric):

@@ -139,7 +139,9 @@ def enumerated_joint_messages(cavity, counts):
     return out
 
 
-@pytest.mark.parametrize("k, sizes", [(3, [6, 4, 1]), (4, [5, 3]), (10, [5, 2])])
+@pytest.mark.parametrize(
+    "k, sizes", [(3, [6, 4, 1]), (4, [5, 3]), pytest.param(10, [5, 2], marks=pytest.mark.slow)]
+)
 def test_joint_count_messages_match_enumeration(k, sizes):
     rng = np.random.default_rng(k)
     width = max(sizes)
@@ -171,7 +173,10 @@ def loopy_case(seed, n, density, bag_size):
     return rng, edges, members, positives
 
 
-@pytest.mark.parametrize("bag_factor, hard", [("count", True), ("count", False), ("gaussian", False)])
+@pytest.mark.parametrize(
+    "bag_factor, hard",
+    [("count", True), pytest.param("count", False, marks=pytest.mark.slow), ("gaussian", False)],
+)
 def test_two_states_agree_with_the_binary_engine(bag_factor, hard):
     rng, edges, members, positives = loopy_case(4, 60, 0.08, 12)
     n = 60
