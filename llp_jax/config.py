@@ -97,6 +97,7 @@ class FilesConfig(DatasetConfig):
     proportion_column: str | None = None
     count_columns: list[str] | None = None  # K-class, wide: one count column per class, in class order
     class_column: str | None = None  # K-class, long: rows (bag id, class, count_column)
+    proportion_columns: list[str] | None = None  # K-class, wide: one proportion column per class
     label_column: str = "label"
     feature_columns: list[str] | None = None
     categorical_columns: list[str] = field(default_factory=list)

@@ -342,6 +342,45 @@ def test_files_wide_count_columns_round_trip(tmp_path):
     np.testing.assert_array_equal(bags.counts, expected)
 
 
+def test_files_wide_proportion_columns_are_the_class_shares_times_the_bag_sizes(tmp_path):
+    """Shares written with three decimals (1/3 as 0.333) are read as the counts they round: each row
+    normalised, times its bag's 3 rows."""
+    shares = "bag_id,p_a,p_b,p_c\n1,1,0,0\n2,0.333,0.333,0.333\n3,0,0.667,0.333\n4,0,0,1\n"
+    write(tmp_path, train=TRAIN, bags=shares, test=TEST.format(2, 0, 1))
+    data = load_files(tmp_path, proportion_columns=["p_a", "p_b", "p_c"], val_fraction=0.25)
+    assert data.n_classes == 3
+    counts = {**data.given_counts["train"], **data.given_counts["val"]}
+    assert sorted(counts) == [1, 2, 3, 4]
+    for bag, vector in counts.items():
+        np.testing.assert_allclose(vector, VECTORS[bag], atol=2e-3)  # 0.667 / 1.000 of 3 rows: 2.001
+        assert vector.sum() == pytest.approx(3.0, abs=1e-12)
+
+
+@pytest.mark.parametrize(
+    "shares, message",
+    [
+        (
+            "1,1,0,0\n2,0.5,0.2,0.2\n3,0,0.667,0.333\n4,0,0,1\n",
+            r"1 bag\(s\) have class proportions that do not "
+            r"sum to 1, e.g. bag 2: \[0.5, 0.2, 0.2\] sum to 0.9",
+        ),
+        (
+            "1,1.5,-0.5,0\n2,0.333,0.333,0.333\n3,0,0.667,0.333\n4,0,0,1\n",
+            r"2 class proportion\(s\) lie outside "
+            r"\[0, 1\], e.g. bag 1: 1.5 for class 0",
+        ),
+    ],
+)
+def test_files_wide_proportion_errors(tmp_path, shares, message):
+    write(tmp_path, train=TRAIN, bags="bag_id,p_a,p_b,p_c\n" + shares, test=TEST.format(2, 0, 1))
+    with pytest.raises(ValueError, match=message):
+        load_files(tmp_path, proportion_columns=["p_a", "p_b", "p_c"])
+    with pytest.raises(
+        ValueError, match=r"dataset.count_columns=\['a', 'b', 'c'\] and dataset.proportion_columns"
+    ):
+        load_files(tmp_path, proportion_columns=["p_a", "p_b", "p_c"], count_columns=["a", "b", "c"])
+
+
 def test_files_long_class_column_round_trip_with_validation_tables(tmp_path):
     val = "bag_id,f1,f2\n8,1,1\n8,2,2\n9,0,0\n"
     val_bags = "bag_id,class,count\n8,cat,2\n9,ant,1\n"  # classes named by the training table

@@ -157,34 +157,51 @@ def _numbers(column: pd.Series, ids: np.ndarray, name: str, path: Path) -> np.nd
 class CountForm(NamedTuple):
     """How a bag table gives each bag's counts (with its bag ids in id_column): binary, a positive count
     (count_column) or a proportion (proportion_column, when set); K-class wide, one count column per class
-    in class order (count_columns); K-class long, rows (bag id, class_column, count_column)."""
+    in class order (count_columns) or one proportion column per class (proportion_columns); K-class long,
+    rows (bag id, class_column, count_column)."""
 
     id_column: str
     count_column: str
     proportion_column: str | None = None
     count_columns: tuple[str, ...] | None = None
     class_column: str | None = None
+    proportion_columns: tuple[str, ...] | None = None
+
+    @property
+    def wide_columns(self) -> tuple[str, ...] | None:
+        """The columns of a wide K-class table, one per class (counts or proportions), or None."""
+        return self.count_columns or self.proportion_columns
 
     def check(self) -> None:
         """ValueError naming the options when they mix the forms or give a K-class table fewer than 3
         classes."""
-        if self.count_columns is not None and self.class_column is not None:
+        forms = {
+            "count_columns": self.count_columns,
+            "proportion_columns": self.proportion_columns,
+            "class_column": self.class_column,
+        }
+        given = [
+            f"dataset.{key}={list(value) if isinstance(value, tuple) else value!r}"
+            for key, value in forms.items()
+            if value is not None
+        ]
+        if len(given) > 1:
             raise ValueError(
-                f"dataset.count_columns={list(self.count_columns)} and dataset.class_column="
-                f"{self.class_column!r} are two forms of K-class bag table; set one of them (count_columns: "
-                "a column per class; class_column: one row per bag and class)"
+                f"{' and '.join(given)} are two forms of K-class bag table; set one of them (count_columns: "
+                "a count column per class; proportion_columns: a proportion column per class; class_column: "
+                "one row per bag and class)"
             )
-        k_class = self.count_columns is not None or self.class_column is not None
-        if self.proportion_column is not None and k_class:
+        if self.proportion_column is not None and given:
             raise ValueError(
                 f"dataset.proportion_column={self.proportion_column!r} is for binary bag tables; K-class "
-                "tables (count_columns or class_column) give counts: set proportion_column=null"
+                "tables take proportion_columns, one per class: set proportion_column=null"
             )
-        if self.count_columns is not None and len(self.count_columns) < 3:
+        key = "count_columns" if self.count_columns is not None else "proportion_columns"
+        if self.wide_columns is not None and len(self.wide_columns) < 3:
             raise ValueError(
-                f"dataset.count_columns={list(self.count_columns)} gives {len(self.count_columns)} "
-                "class(es); K-class tables need 3 or more: for two classes give the positive class's "
-                "counts as count_column and leave count_columns null"
+                f"dataset.{key}={list(self.wide_columns)} gives {len(self.wide_columns)} class(es); K-class "
+                "tables need 3 or more: for two classes give the positive class's counts as count_column "
+                f"(or proportions as proportion_column) and leave {key} null"
             )
 
 
@@ -200,11 +217,13 @@ def _read_counts(
     table = _read_table(path)
     if form.class_column is not None:
         ids, values, classes = _long_counts(table, form, path, classes)
-    elif form.count_columns is not None:
-        _require_columns(table, form.count_columns, path)
+    elif form.wide_columns is not None:
+        _require_columns(table, form.wide_columns, path)
         ids = _unique_bag_ids(table, form.id_column, path)
-        values = np.stack([_numbers(table[name], ids, name, path) for name in form.count_columns], axis=1)
-        classes = np.arange(len(form.count_columns))
+        values = np.stack([_numbers(table[name], ids, name, path) for name in form.wide_columns], axis=1)
+        if form.proportion_columns is not None:
+            values = _class_proportions_as_counts(values, ids, bag_ids, path)
+        classes = np.arange(len(form.wide_columns))
     else:
         ids, values = _binary_counts(table, bag_ids, form, path)
     rows = values.tolist() if values.ndim == 1 else list(values)  # floats, or float64[K] vectors
@@ -214,6 +233,36 @@ def _read_counts(
     except ValueError as error:
         raise ValueError(f"{path} does not fit its data table: {error}") from error
     return {bag: counts[bag] for bag in np.unique(bag_ids).tolist()}, classes
+
+
+# Class proportions written with a few decimals (1/3 as 0.333) sum to 1 within this; their row is then
+# normalised before it is multiplied by the bag size, so that the counts sum to the size exactly.
+_PROPORTION_SUM_ATOL = 1e-3
+
+
+def _class_proportions_as_counts(
+    proportions: np.ndarray, ids: np.ndarray, bag_ids: np.ndarray, path: Path
+) -> np.ndarray:
+    """float64[m, K]: the class proportions float64[m, K] of the bags `ids` (int64[m]) times each bag's
+    rows among `bag_ids` (int64[n], the data table's); each row normalised to sum to 1. ValueError naming
+    the bag of a proportion outside [0, 1] or a row whose sum is off 1 by more than _PROPORTION_SUM_ATOL."""
+    outside = np.argwhere(~((proportions >= 0) & (proportions <= 1)))
+    if len(outside):
+        bag, column = outside[0]
+        raise ValueError(
+            f"{path}: {len(outside)} class proportion(s) lie outside [0, 1], e.g. bag {ids[bag]}: "
+            f"{proportions[bag, column]} for class {column}"
+        )
+    sums = proportions.sum(axis=1)
+    off = np.flatnonzero(np.abs(sums - 1.0) > _PROPORTION_SUM_ATOL)
+    if len(off):
+        raise ValueError(
+            f"{path}: {len(off)} bag(s) have class proportions that do not sum to 1, e.g. bag {ids[off[0]]}: "
+            f"{proportions[off[0]].tolist()} sum to {sums[off[0]]:.6g}; give every class's share of the bag"
+        )
+    present, sizes = np.unique(bag_ids, return_counts=True)
+    size_of = dict(zip(present.tolist(), sizes.tolist(), strict=True))
+    return proportions / sums[:, None] * np.array([size_of.get(int(i), 0) for i in ids])[:, None]
 
 
 def _unique_bag_ids(table: pd.DataFrame, id_column: str, path: Path) -> np.ndarray:
@@ -388,6 +437,7 @@ def load(
     proportion_column: str | None = None,
     count_columns: Sequence[str] | None = None,
     class_column: str | None = None,
+    proportion_columns: Sequence[str] | None = None,
     label_column: str = "label",
     feature_columns: Sequence[str] | None = None,
     categorical_columns: Sequence[str] = (),
@@ -398,7 +448,8 @@ def load(
     Binary bag tables give a count per bag (count_column), or a proportion (proportion_column, when set)
     turned into a count with the bag size from the data table. K-class tables (K >= 3) give a count per
     class: wide, one column per class (count_columns, in class order: classes 0..K-1, which the test
-    labels then are), or long, one row per bag and class (class_column, with the count in count_column;
+    labels then are; or proportion_columns, each bag's class shares, summing to 1 within 1e-3, times its
+    rows in the data table), or long, one row per bag and class (class_column, with the count in count_column;
     the classes are the sorted distinct values of the training bag table's class column, mapped to
     0..K-1 and the test labels with them; a class a bag has no row for counts 0). A bag's class counts
     must sum to its rows in the data table (fractions are allowed when they do). Rows of a bag table whose
@@ -417,6 +468,7 @@ def load(
         proportion_column,
         None if count_columns is None else tuple(count_columns),
         class_column,
+        None if proportion_columns is None else tuple(proportion_columns),
     )
     form.check()
     train_file = user_file(data_dir, train_path, "train_path")
