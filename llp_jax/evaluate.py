@@ -8,8 +8,8 @@ Reads the run's config_resolved.yaml, loads its data as the run did (the same sp
 `key=value` arguments change settings of that config first, e.g. another dataset.data_dir, or another
 dataset.test_path for the files dataset) and its encoder (llp_jax.checkpoint.load_encoder), and prints
 one JSON object: the run folder, the split and its rows, and <split>_auc, <split>_accuracy and
-<split>_log_loss (K classes: _accuracy, _macro_f1, _macro_auc, _log_loss), which on the test split equal the
-run's metrics.json. Nothing is written into the
+<split>_log_loss (K classes: _accuracy, _macro_f1, _macro_auc, _log_loss and _confusion), which on the test
+split equal the run's metrics.json. Nothing is written into the
 run folder.
 
 A folder without a saved encoder (a failed or unfinished run, a sweep folder, any other folder) ends the
@@ -31,7 +31,7 @@ from llp_jax.config import resolve
 from llp_jax.data.dataset import SPLITS
 from llp_jax.experiment import load_data
 from llp_jax.train.loop import predict
-from llp_jax.train.metrics import classification_metrics
+from llp_jax.train.metrics import classification_metrics, confusion_record
 from llp_jax.writers import json_safe
 
 CONFIG_FILE = "config_resolved.yaml"
@@ -69,7 +69,8 @@ def evaluate(
     """The metrics of the encoder saved in run_dir on `split` (train, val or test) of the run's data,
     loaded as the run loaded it after `overrides` (key=value) change its config: {run, split, n,
     positive_rate, <split>_auc, <split>_accuracy, <split>_log_loss}; for a K-class encoder class_rates and
-    <split>_accuracy, _macro_f1, _macro_auc and _log_loss (llp_jax.train.metrics.multiclass_metrics)."""
+    <split>_accuracy, _macro_f1, _macro_auc and _log_loss (llp_jax.train.metrics.multiclass_metrics) and
+    <split>_confusion, the K x K confusion matrix (rows: the true classes)."""
     run_dir = Path(run_dir)
     if split not in SPLITS:
         raise ValueError(f"split={split!r}; choose one of {SPLITS}")
@@ -108,6 +109,7 @@ def evaluate(
             else {"class_rates": _rates(data.y, logits)}
         ),
         **classification_metrics(data.y, logits, split),
+        **confusion_record(data.y, logits, split),
     }
 
 

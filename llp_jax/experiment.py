@@ -30,7 +30,7 @@ from llp_jax.sharding import check_accelerator, use_devices
 from llp_jax.streams import stream_key, stream_seed
 from llp_jax.train.checkpoints import RunCheckpoints, checkpointing, records_covered
 from llp_jax.train.loop import TrainResult, ValInputs, predict, selection_scores, validation_bag_scores
-from llp_jax.train.metrics import classification_metrics
+from llp_jax.train.metrics import classification_metrics, confusion_record
 from llp_jax.train.settings import SelectOn
 from llp_jax.writers import MetricsWriter
 
@@ -264,6 +264,7 @@ def _run(cfg: DictConfig, run: RunSettings, run_dir: Path, log, start: float, cl
         val_scores = validation_bag_scores(val_logits, val_bags)  # of the classifier returned, per bag
         criteria = returned_model_criteria(result, data, val_bags, run)
         test_metrics = classification_metrics(data.test.y, test_logits, "test")
+        test_metrics |= confusion_record(data.test.y, test_logits, "test")  # K classes
     fixed_size = run.bagging.kind == "random" and run.bagging.size_range is None
     return {
         "status": "finished",

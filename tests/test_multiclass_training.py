@@ -13,7 +13,9 @@ from conftest import FAST
 from sklearn.metrics import roc_auc_score
 
 from llp_jax.checkpoint import load_encoder, save_encoder
-from llp_jax.experiment import run_experiment
+from llp_jax.config import resolve
+from llp_jax.evaluate import evaluate
+from llp_jax.experiment import load_data, run_experiment
 from llp_jax.methods import METHODS
 from llp_jax.methods.registry import check_method_classes
 from llp_jax.models import CNNSettings, MLPSettings, make_encoder
@@ -153,14 +155,24 @@ def test_a_k_class_run_trains_and_reports_k_class_test_metrics(method, compose_c
     assert "test_auc" not in summary
     assert summary["test_macro_auc"] > 0.55, summary["test_macro_auc"]
     assert np.isfinite(summary["val_count_nll"]) and np.isfinite(summary["val_bag_loss"])
+    confusion = np.array(summary["test_confusion"])
+    assert confusion.shape == (4, 4) and confusion.sum() == len(load_dataset_of(cfg).test.y)
+    assert np.trace(confusion) / confusion.sum() == pytest.approx(summary["test_accuracy"], abs=1e-12)
     encoder = load_encoder(tmp_path)
     assert encoder.n_classes == 4
+    scored = evaluate(tmp_path)  # llp-eval: the saved encoder on the run's test split, the same numbers
+    for key in ("test_accuracy", "test_macro_f1", "test_macro_auc", "test_log_loss", "test_confusion"):
+        assert scored[key] == summary[key], key
     if method == "llp_bp":  # auto's EasyLLP candidate is skipped, the DLLP one runs and is returned
         records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
         events = [(r.get("candidate"), r.get("event")) for r in records if r.get("event")]
         assert (0, "candidate_skipped") in events and (1, "candidate_end") in events
         bp = [r for r in records if r.get("event") == "bp"]
         assert len(bp) == 2 and all(len(r["predicted_class_counts"]) == 4 for r in bp)
+
+
+def load_dataset_of(cfg):
+    return load_data(resolve(cfg))
 
 
 def test_easyllp_on_k_classes_is_refused_before_training(compose_config, tmp_path):

@@ -144,3 +144,13 @@ def multiclass_metrics(
         f"{prefix}_macro_auc": macro_auc(labels, probabilities),
         f"{prefix}_log_loss": float(-np.mean(np.log(truth))),
     }
+
+
+def confusion_record(labels: np.ndarray, logits: np.ndarray, prefix: str) -> dict[str, list[list[int]]]:
+    """{prefix_confusion: the `confusion_matrix` of the argmax classes as a K x K list, rows the true
+    classes} for K-class logits float[n, K] (labels int[n]); {} for binary logits float[n], whose
+    metrics need none."""
+    if np.ndim(logits) != 2:
+        return {}
+    matrix = confusion_matrix(labels, np.argmax(logits, axis=1), np.shape(logits)[1])
+    return {f"{prefix}_confusion": matrix.tolist()}
