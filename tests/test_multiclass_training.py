@@ -14,9 +14,12 @@ from sklearn.metrics import roc_auc_score
 
 from llp_jax.checkpoint import load_encoder, save_encoder
 from llp_jax.config import resolve
+from llp_jax.data.bags import random_bags
 from llp_jax.evaluate import evaluate
 from llp_jax.experiment import load_data, run_experiment
 from llp_jax.methods import METHODS
+from llp_jax.methods.llp_bp import ScheduleSettings, prior_unary, pseudo_labels
+from llp_jax.methods.llp_bp.settings import multiclass_obstacle
 from llp_jax.methods.registry import check_method_classes
 from llp_jax.models import CNNSettings, MLPSettings, make_encoder
 from llp_jax.train.class_counts import count_loss, proportion_loss
@@ -187,3 +190,22 @@ def test_an_llp_bp_schedule_that_is_binary_only_is_refused_on_k_classes(compose_
     cfg = compose_config(*FAST, "method=llp_bp", "schedule=easyllp_warm", *K_CLASS)
     with pytest.raises(ValueError, match="warm_start=easyllp is binary only"):
         run_experiment(cfg, tmp_path)
+
+
+def test_k_class_pseudo_labels_and_unary_from_marginals_and_logits():
+    """Soft labels are the marginals themselves, threshold labels the one-hot argmax class; the unary is
+    gamma times the previous encoder's log-softmax (uncalibrated); top-k labels and an EasyLLP warm start
+    are refused for K classes by name."""
+    marginals = np.array([[0.2, 0.5, 0.3], [0.6, 0.3, 0.1], [0.1, 0.1, 0.8]], np.float32)
+    bags = random_bags(3, 3, np.array([1, 0, 2]), seed=0, n_classes=3)
+    soft = pseudo_labels(marginals, bags, ScheduleSettings(labels="soft"))
+    np.testing.assert_array_equal(soft, marginals)
+    hard = pseudo_labels(marginals, bags, ScheduleSettings(labels="threshold"))
+    np.testing.assert_array_equal(hard, np.eye(3)[[1, 0, 2]])
+    logits = np.log(marginals) + 7.0  # any shift: the log-softmax removes it
+    unary, record = prior_unary(logits, bags, ScheduleSettings(prior_weight=2.0))
+    np.testing.assert_allclose(unary, 2.0 * np.log(marginals), rtol=1e-5)
+    assert record == {}
+    assert multiclass_obstacle(ScheduleSettings(warm_start="dllp", labels="soft")) is None
+    assert "topk is binary only" in multiclass_obstacle(ScheduleSettings(warm_start="dllp", labels="topk"))
+    assert "easyllp is binary only" in multiclass_obstacle(ScheduleSettings(warm_start="easyllp"))

@@ -62,11 +62,11 @@ def bp_pseudo_labels(
 ) -> tuple[np.ndarray, dict]:
     """BP marginals P(y_i = 1): float32[graph.n_nodes] on the graph and the bags (K-class bags: the K-state
     engine's P(y_i = c), float32[n_nodes, K]), with what a round logs (edges, BP time, iterations, final
-    deltas, convergence). edge_capacity: as `run_bp`'s, the most edges
-    of any round's graph, so that every round reuses one compiled BP loop. CountGapError, with the totals
-    and the likely causes, when `stop_on_count_gap` and the marginals miss the bags' total count by more
-    than 10%: an encoder trained on them would learn a base rate the counts contradict (docs/DESIGN.md
-    section 2). Otherwise CountGapWarning."""
+    deltas, convergence). edge_capacity: as `run_bp`'s, the most edges of any round's graph, so that every
+    round reuses one compiled BP loop. CountGapError, with the totals and the likely causes, when
+    `stop_on_count_gap` and the marginals miss the bags' total count (K classes: any class's) by more than
+    10%: an encoder trained on them would learn a base rate the counts contradict (docs/DESIGN.md section
+    2). Otherwise CountGapWarning (binary; the K-state engine does not warn)."""
     start = time.perf_counter()
     if bags.n_classes > 2:
         result = run_potts_bp(graph, bags, settings, unary, progress=progress, edge_capacity=edge_capacity)
