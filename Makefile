@@ -74,14 +74,18 @@ results-fashion: install
 	$(BIN)/python scripts/report.py $(RESULTS)/fashion $(RESULTS)/fashion_more --out benchmarks/fashion
 
 # Fashion-MNIST with all 10 classes (dataset.classes=all; issue 26): the methods that take K classes, bags of
-# 32 to 512, three seeds, the budget of results-fashion; test accuracy and macro AUC (about 75 minutes on 2
-# cores).
+# 32 to 512, three seeds and five at 512 (where the bag-level methods' spread is large), the budget of
+# results-fashion; test accuracy and macro AUC (about 85 minutes on 2 cores).
 FASHION10 := $(FASHION) dataset.classes=all
 results-fashion10: install
 	$(SEEDS) bagging.bag_size=32,128,512 $(FASHION10) method=supervised,dllp,countloss,llp_bp \
 		hydra.sweep.dir=$(RESULTS)/fashion10
-	$(BIN)/python scripts/report.py $(RESULTS)/fashion10 --metric test_accuracy --out benchmarks/fashion10_accuracy
-	$(BIN)/python scripts/report.py $(RESULTS)/fashion10 --metric test_macro_auc --out benchmarks/fashion10_macro_auc
+	$(BIN)/python scripts/train.py -m seed=3,4 train.progress=false bagging.bag_size=512 $(FASHION10) \
+		method=supervised,dllp,countloss,llp_bp hydra.sweep.dir=$(RESULTS)/fashion10_more
+	$(BIN)/python scripts/report.py $(RESULTS)/fashion10 $(RESULTS)/fashion10_more --metric test_accuracy \
+		--out benchmarks/fashion10_accuracy
+	$(BIN)/python scripts/report.py $(RESULTS)/fashion10 $(RESULTS)/fashion10_more --metric test_macro_auc \
+		--out benchmarks/fashion10_macro_auc
 
 clean:
 	rm -rf $(VENV) outputs multirun
