@@ -223,6 +223,7 @@ TREES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "case, hard",
     [(case, False) for case in TREES] + [(case, True) for case in TREES if case["bag_sizes"]],
@@ -369,6 +370,7 @@ def test_jit_and_no_jit_agree(early_stop):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("early_stop", [True, False])
 def test_progress_chunks_give_the_same_result(early_stop):
     rng = np.random.default_rng(4)
@@ -478,6 +480,7 @@ def assert_same_but_for_the_order_of_sums(result, expected, problem, settings):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=atol[name], err_msg=name)
 
 
+@pytest.mark.slow
 def test_graphs_of_one_bucket_share_the_compiled_loop():
     """Two graphs of 70 and 90 edges (LLP-BP's rounds: kNN graphs of different edge counts) compile the loop
     once when padded for 120 edges (n k for kNN graphs of n = 24, k = 5), twice on their own buckets."""

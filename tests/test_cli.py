@@ -36,7 +36,7 @@ def test_the_traceback_is_there_on_request(tmp_path):
     assert "Traceback" in completed.stderr and "check_settings" in completed.stderr
 
 
-@pytest.mark.parametrize("mode", ["run", "sweep"])
+@pytest.mark.parametrize("mode", ["run", pytest.param("sweep", marks=pytest.mark.slow)])
 def test_a_run_folder_under_a_file_is_named_before_any_work(tmp_path, mode):
     blocker = tmp_path / "a_file"
     blocker.write_text("")

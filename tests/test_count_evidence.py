@@ -4,6 +4,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from scipy.stats import binom
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
@@ -12,6 +13,7 @@ from count_evidence import base_rate_logits, count_nll  # noqa: E402
 from llp_jax.data.bags import random_bags  # noqa: E402
 
 
+@pytest.mark.slow
 def test_a_constant_model_gives_the_binomial_count_nll():
     rng = np.random.default_rng(0)
     labels = (rng.random(1000) < 0.05).astype(np.int32)

@@ -43,7 +43,7 @@ def read_records(run_dir):
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
-@pytest.mark.parametrize("rounds", [1, 2])
+@pytest.mark.parametrize("rounds", [pytest.param(1, marks=pytest.mark.slow), 2])
 def test_rounds_write_their_metrics(rounds, compose_config, tmp_path):
     summary = run_experiment(compose_config(*LLP_BP, f"schedule.rounds={rounds}"), tmp_path)
     records = read_records(tmp_path)
@@ -364,6 +364,7 @@ def test_llp_bp_stops_rather_than_train_on_marginals_that_miss_the_counts():
     assert marginals.sum() < 1e-6 and record["bp_count_gap"] == pytest.approx(-1.0)
 
 
+@pytest.mark.slow
 def test_auto_drops_a_candidate_whose_bp_misses_the_counts(monkeypatch, compose_config, tmp_path):
     real_run_bp = bp_round.run_bp
 
