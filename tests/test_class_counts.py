@@ -269,6 +269,7 @@ def test_two_classes_give_the_binary_proportion_bce():
     assert np.all(np.abs(got - want) <= tolerance)
 
 
+@pytest.mark.slow
 def test_the_cross_entropys_gradient_matches_finite_differences():
     """Tolerance: d/d l_ia = -(1/n) sum_c alpha_c / m_c p_ic ([a = c] - p_ia), each of its terms (at most
     2 alpha_c / m_c in size) within (width + K + 8) eps32 relative (m_c's sum, softmax, products)."""

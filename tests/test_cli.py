@@ -21,6 +21,7 @@ def _train(*overrides: str, full_error: bool = False) -> subprocess.CompletedPro
     return subprocess.run([*TRAIN, *overrides], capture_output=True, text=True, env=env, timeout=300)
 
 
+@pytest.mark.slow
 def test_a_bad_setting_prints_its_message_alone(tmp_path):
     completed = _train("debug=fast", "bp.damping=1.0", f"hydra.run.dir={tmp_path / 'run'}")
     assert completed.returncode == 1

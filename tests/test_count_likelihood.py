@@ -208,6 +208,7 @@ def test_the_gradient_matches_finite_differences_of_the_float64_oracle(count):
     np.testing.assert_allclose(grad, numeric, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_the_gradient_matches_enumeration_to_relative_precision():
     """Bags of 1..12 with confident members (+-30, whose gradient is ~1e-13: 1 - sigmoid(30) rounds to 0 in
     float32) and forced ones (counts 0 and |b|), integer and fractional counts, padded to a width of 13."""

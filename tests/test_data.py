@@ -193,7 +193,9 @@ def test_adult_thinned_to_two_percent(real_data_dir):
         load_dataset("adult", data_dir=real_data_dir, positive_rate=0.3)
 
 
-@pytest.mark.parametrize("name, rate", [("bank_marketing", 0.05), ("fashion_mnist", 0.1)])
+@pytest.mark.parametrize(
+    "name, rate", [("bank_marketing", 0.05), pytest.param("fashion_mnist", 0.1, marks=pytest.mark.slow)]
+)
 def test_thinned_positives_of_the_other_real_datasets(real_data_dir, name, rate):
     full = load_dataset(name, data_dir=real_data_dir, seed=0)
     data = load_dataset(name, data_dir=real_data_dir, seed=0, positive_rate=rate)

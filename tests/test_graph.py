@@ -229,6 +229,7 @@ def clustered_points(n=3000, d=8, seed=12):
     return (centres[rng.integers(0, 30, n)] + rng.normal(size=(n, d))).astype(np.float32)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("metric", METRICS)
 def test_faiss_hnsw_recall_on_easy_data(metric):
     pytest.importorskip("faiss")

@@ -29,6 +29,7 @@ def test_mlp_flattens_image_input_and_defaults_to_last_hidden_layer():
     assert logits.shape == (3,) and embedding.shape == (3, model.embedding_width) == (3, 6)
 
 
+@pytest.mark.slow
 def test_cnn_interface():
     model = make_encoder(CNNSettings(channels=[4, 8], embedding_width=20), (28, 28, 1), rngs=0)
     assert isinstance(model, CNN) and isinstance(model, Encoder)

@@ -216,6 +216,7 @@ def raw_labels(folder: Path, prefix: str) -> np.ndarray:
         return np.frombuffer(file.read(), dtype=np.uint8, offset=8)
 
 
+@pytest.mark.slow
 def test_fashion_mnist_all_classes_are_the_raw_labels(real_data_dir):
     data = load_dataset("fashion_mnist", data_dir=real_data_dir, classes="all", seed=3)
     assert data.n_classes == 10

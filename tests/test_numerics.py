@@ -274,6 +274,7 @@ def duplicated_points(rng):
     return np.concatenate(rows)[rng.permutation(120)].astype(np.float32)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("metric", ["cosine", "euclidean"])
 def test_knn_graph_of_duplicate_points_is_valid_and_bp_finite_on_it(metric):
     """Zero distances and ties: the neighbours are other rows, each once, at the distances scikit-learn's

@@ -140,7 +140,12 @@ def enumerated_joint_messages(cavity, counts):
 
 
 @pytest.mark.parametrize(
-    "k, sizes", [(3, [6, 4, 1]), (4, [5, 3]), pytest.param(10, [5, 2], marks=pytest.mark.slow)]
+    "k, sizes",
+    [
+        (3, [6, 4, 1]),
+        pytest.param(4, [5, 3], marks=pytest.mark.slow),
+        pytest.param(10, [5, 2], marks=pytest.mark.slow),
+    ],
 )
 def test_joint_count_messages_match_enumeration(k, sizes):
     rng = np.random.default_rng(k)
