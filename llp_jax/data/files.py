@@ -260,9 +260,15 @@ def _class_proportions_as_counts(
             f"{path}: {len(off)} bag(s) have class proportions that do not sum to 1, e.g. bag {ids[off[0]]}: "
             f"{proportions[off[0]].tolist()} sum to {sums[off[0]]:.6g}; give every class's share of the bag"
         )
+    return proportions / sums[:, None] * _rows_of(ids, bag_ids)[:, None]
+
+
+def _rows_of(ids: np.ndarray, bag_ids: np.ndarray) -> np.ndarray:
+    """int64[m]: how many rows of the data table (bag ids int64[n]) each bag of `ids` (int64[m]) has; 0 for
+    a bag with none."""
     present, sizes = np.unique(bag_ids, return_counts=True)
     size_of = dict(zip(present.tolist(), sizes.tolist(), strict=True))
-    return proportions / sums[:, None] * np.array([size_of.get(int(i), 0) for i in ids])[:, None]
+    return np.array([size_of.get(int(i), 0) for i in ids], dtype=np.int64)
 
 
 def _unique_bag_ids(table: pd.DataFrame, id_column: str, path: Path) -> np.ndarray:
@@ -293,9 +299,7 @@ def _binary_counts(
             f"{path}: {len(bad)} proportion(s) in column {form.proportion_column!r} lie outside [0, 1], "
             f"e.g. bag {ids[bad[0]]}: {values[bad[0]]}"
         )
-    present, sizes = np.unique(bag_ids, return_counts=True)
-    size_of = dict(zip(present.tolist(), sizes.tolist(), strict=True))
-    return ids, values * np.array([size_of.get(int(i), 0) for i in ids])
+    return ids, values * _rows_of(ids, bag_ids)
 
 
 def _long_counts(
